@@ -1,0 +1,1 @@
+"""The HTTP edge of dlrq: parse, verify, store, acknowledge."""

@@ -1,0 +1,127 @@
+"""The Starlette application: the webhook, the message query and the probes."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .batcher import GroupCommit, StorageUnavailable
+from .enqueue import BatchEnqueuer
+from .messages import find_message
+from .params import request_params
+from .receipt import InvalidReceipt, Receipt, utc_now_iso, validate
+from .settings import Settings, get_settings
+from .signature import Unauthorized, verify
+
+WEBHOOK_METHODS = ("GET", "POST")
+
+
+def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """Fail fast: a request must get its 503 within about a second, never hang."""
+    return aioredis.from_url(
+        settings.effective_redis_url,
+        socket_connect_timeout=settings.store_timeout,
+        socket_timeout=settings.store_timeout,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    secret = settings.signature_secret.get_secret_value() if settings.signature_secret else None
+    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+    unavailable_headers = {"Retry-After": str(settings.retry_after)}
+
+    def check(params: dict[str, str]) -> dict[str, str]:
+        if secret is not None:
+            verify(params, secret, settings.signature_method, time.time(), settings.signature_max_skew)
+        if settings.api_key is not None and params.get("api-key") != settings.api_key:
+            raise Unauthorized("api_key_mismatch", "api-key does not match this account")
+        return validate(params)
+
+    async def receive(request: Request) -> Response:
+        if request.method not in WEBHOOK_METHODS:
+            return error(405, "method_not_allowed", "use GET or POST", {"Allow": ", ".join(WEBHOOK_METHODS)})
+        try:
+            params = check(await request_params(request))
+        except InvalidReceipt as exc:
+            return error(exc.http_status, exc.code, exc.detail)
+        try:
+            await request.app.state.commit.submit(Receipt(params, utc_now_iso()))
+        except StorageUnavailable:
+            return error(503, "storage_unavailable", "receipt not stored; send it again", unavailable_headers)
+        return Response(status_code=settings.ack_status)
+
+    def authorised(request: Request) -> bool:
+        if token is None:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+
+    async def message(request: Request) -> Response:
+        if not authorised(request):
+            return error(401, "unauthorized", "send Authorization: Bearer <DLRQ_API_TOKEN>")
+        try:
+            found = await find_message(request.app.state.redis, request.path_params["id"])
+        except RedisError:
+            return error(503, "storage_unavailable", "Redis is unreachable", unavailable_headers)
+        if found is None:
+            return error(404, "not_found", "no receipt or registration for this id")
+        return JSONResponse(found)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await request.app.state.redis.ping()
+        except RedisError as exc:
+            return error(503, "storage_unavailable", f"Redis is unreachable: {exc}", unavailable_headers)
+        return JSONResponse({"status": "ready"})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail), exc.headers)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = redis_client(settings)
+        commit = GroupCommit(
+            BatchEnqueuer(client, settings.queue, settings.job_timeout),
+            max_size=settings.batch_max_size,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            timeout=settings.store_timeout,
+        )
+        commit.start()
+        app.state.redis = client
+        app.state.commit = commit
+        try:
+            yield
+        finally:
+            await commit.close()
+            await client.aclose()
+
+    routes = [
+        Route(settings.webhook_path, receive, methods=list(WEBHOOK_METHODS)),
+        Route("/messages/{id}", message, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

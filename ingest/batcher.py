@@ -1,0 +1,88 @@
+"""Group commit: receipts that arrive while a write is in flight are stored together.
+
+One write at a time. Each request waits on a future that is resolved only when
+its batch is in Redis, so an acknowledgement always means "stored". A failed
+or slow write fails every request in it with StorageUnavailable (a 503 for
+Vonage, which then resends), within `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from .receipt import Receipt
+
+log = logging.getLogger("dlrq.ingest")
+
+Write = Callable[[list[Receipt]], Awaitable[object]]
+
+
+class StorageUnavailable(Exception):
+    pass
+
+
+class GroupCommit:
+    def __init__(self, write: Write, max_size: int, max_wait: float, timeout: float) -> None:
+        self._write = write
+        self._max_size = max_size
+        self._max_wait = max_wait
+        self._timeout = timeout
+        self._pending: list[tuple[Receipt, asyncio.Future[None]]] = []
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="dlrq-group-commit")
+
+    async def submit(self, receipt: Receipt) -> None:
+        """Return once the receipt is durably stored; raise StorageUnavailable otherwise."""
+        if self._closing:
+            raise StorageUnavailable("shutting down")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((receipt, future))
+        self._arrived.set()
+        if len(self._pending) >= self._max_size:
+            self._full.set()
+        await future
+
+    async def close(self) -> None:
+        """Refuse new receipts, then store every one already taken."""
+        self._closing = True
+        self._arrived.set()
+        if self._task is not None:
+            await self._task
+
+    def _take(self) -> list[tuple[Receipt, asyncio.Future[None]]]:
+        batch, self._pending = self._pending[: self._max_size], self._pending[self._max_size :]
+        if not self._pending:
+            self._arrived.clear()
+            self._full.clear()
+        return batch
+
+    async def _run(self) -> None:
+        while not (self._closing and not self._pending):
+            await self._arrived.wait()
+            if self._max_wait and not self._closing and len(self._pending) < self._max_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._max_wait)
+            if self._pending:
+                await self._flush(self._take())
+
+    async def _flush(self, batch: list[tuple[Receipt, asyncio.Future[None]]]) -> None:
+        try:
+            await asyncio.wait_for(self._write([receipt for receipt, _ in batch]), self._timeout)
+        except Exception as exc:  # any failure to store must become a 503, never a lost ack
+            log.warning("storing a batch of %d receipts failed: %s", len(batch), exc or type(exc).__name__)
+            error = StorageUnavailable(str(exc) or type(exc).__name__)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)

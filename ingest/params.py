@@ -1,0 +1,76 @@
+"""Turn a webhook request into receipt parameters: query string merged with the body."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from .receipt import InvalidReceipt, stringify
+
+MAX_BODY = 64 * 1024
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+class BodyTooLarge(InvalidReceipt):
+    http_status = 413
+
+
+class UnsupportedMediaType(InvalidReceipt):
+    http_status = 415
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict"))
+    except UnicodeDecodeError as exc:
+        raise InvalidReceipt("bad_encoding", "query string is not valid UTF-8 percent-encoding") from exc
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, str]:
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type == JSON:
+        try:
+            obj = json.loads(body)
+        except UnicodeDecodeError as exc:
+            raise InvalidReceipt("bad_encoding", "body is not valid UTF-8") from exc
+        except ValueError as exc:
+            raise InvalidReceipt("bad_json", f"body is not valid JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise InvalidReceipt("not_an_object", "JSON body must be an object")
+        return stringify(obj)
+    if media_type == FORM:
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict"))
+        except UnicodeDecodeError as exc:
+            raise InvalidReceipt("bad_encoding", "form body is not valid UTF-8 percent-encoding") from exc
+    raise UnsupportedMediaType(
+        "unsupported_media_type", f"content type {media_type or 'missing'!r}; send {JSON} or {FORM}"
+    )
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """Read at most `limit` bytes: an oversized body is cut off, never buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge("body_too_large", f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge("body_too_large", f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def request_params(request: Request) -> dict[str, str]:
+    """Body values win over query values of the same name."""
+    params = parse_query(request.scope["query_string"])
+    if request.method == "POST":
+        body = await read_body(request)
+        if body:
+            params.update(parse_body(body, request.headers.get("content-type", "")))
+    return params

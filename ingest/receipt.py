@@ -1,0 +1,105 @@
+"""What a delivery receipt is, and when a set of parameters is one.
+
+Pure functions only: the HTTP edge, the workers and the replay tool all agree
+on a receipt through this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+REQUIRED = ("messageId", "status")
+# Never kept with a part's history: they authenticate one delivery attempt
+# of a receipt, not the receipt itself.
+TRANSPORT_FIELDS = frozenset({"timestamp", "nonce", "sig", "api-key"})
+
+
+class InvalidReceipt(ValueError):
+    """Input that will never become a valid receipt: Vonage should not resend it."""
+
+    http_status = 400
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    params: dict[str, str]
+    received_at: str
+
+    def to_record(self) -> dict[str, Any]:
+        """The recorded-receipt shape of the contract (one JSONL line)."""
+        return {"received_at": self.received_at, "params": self.params}
+
+    @classmethod
+    def from_record(cls, record: Any) -> Receipt:
+        if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+            raise InvalidReceipt("malformed_record", "expected {received_at, params}")
+        received_at = record.get("received_at")
+        if not isinstance(received_at, str) or not received_at:
+            raise InvalidReceipt("malformed_record", "received_at must be an ISO 8601 string")
+        return cls(params=validate(stringify(record["params"])), received_at=received_at)
+
+
+def utc_now_iso() -> str:
+    """ISO 8601 UTC with milliseconds, as in the contract's examples."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def stringify(obj: dict[str, Any]) -> dict[str, str]:
+    """Keep every value as a string; refuse values a flat receipt cannot hold."""
+    out: dict[str, str] = {}
+    for key, value in obj.items():
+        if isinstance(value, str):
+            if not _is_utf8(value) or not _is_utf8(key):
+                raise InvalidReceipt("bad_encoding", f"field {key!r} holds an unpaired surrogate")
+            out[key] = value
+        elif isinstance(value, (bool, int, float)):
+            out[key] = json.dumps(value)
+        else:
+            kind = "null" if value is None else type(value).__name__
+            raise InvalidReceipt("malformed_field", f"field {key!r} is {kind}; receipt values are flat strings")
+    return out
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate(params: dict[str, str]) -> dict[str, str]:
+    for name in REQUIRED:
+        if not params.get(name):
+            raise InvalidReceipt("missing_field", f"{name} is required and must not be empty")
+    err_code = params.get("err-code")
+    if err_code is not None and not (err_code.isascii() and err_code.isdigit()):
+        raise InvalidReceipt("malformed_field", "err-code must be digits")
+    return params
+
+
+def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:
+    """Two receipts with the same key are one receipt delivered twice."""
+    return (
+        params["messageId"],
+        params["status"],
+        params.get("err-code", ""),
+        params.get("scts", ""),
+        params.get("message-timestamp", ""),
+    )
+
+
+def history_entry(receipt: Receipt) -> dict[str, str]:
+    """What a part keeps of one receipt."""
+    entry = {k: v for k, v in receipt.params.items() if k not in TRANSPORT_FIELDS and k != "messageId"}
+    entry["received_at"] = receipt.received_at
+    return entry

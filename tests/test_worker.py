@@ -1,0 +1,105 @@
+"""Workers apply batches to part state: resends, disorder and re-runs change nothing they should not."""
+
+import asyncio
+import json
+
+import pytest
+from rq.job import Job
+from starlette.testclient import TestClient
+
+from ingest import keys
+from ingest.app import create_app, redis_client
+from ingest.messages import find_message
+from workers.batch import apply_batch
+
+from .conftest import drain, queue_of
+from .receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
+
+pytestmark = pytest.mark.integration
+PATH = "/webhooks/delivery-receipt"
+
+
+def post_all(settings, receipts):
+    with TestClient(create_app(settings)) as c:
+        for params in receipts:
+            assert c.post(PATH, json=params).status_code == 204
+
+
+def message(settings, message_id):
+    async def get():
+        client = redis_client(settings)
+        try:
+            return await find_message(client, message_id)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(get())
+
+
+def test_documented_receipts_make_a_delivered_message(settings):
+    post_all(settings, [DOCS_ACCEPTED, DOCS_DELIVERED])
+    assert message(settings, DOCS_ACCEPTED["messageId"]) is None, "nothing is applied before a worker runs"
+    drain(settings)
+    view = message(settings, DOCS_ACCEPTED["messageId"])
+    assert view["status"] == "delivered" and view["registered"] is False
+    assert view["to"] == "447547232824" and view["parts_expected"] == 1 and view["attempts"] == 1
+    [part] = view["parts"]
+    assert part["status"] == "delivered" and part["err_code"] == "0" and part["scts"] == "1810251310"
+    assert [h["status"] for h in part["history"]] == ["accepted", "delivered"]
+    assert set(part["history"][0]) == {"status", "err_code", "message_timestamp", "received_at"}
+
+
+def test_resends_appear_once_and_late_accepted_does_not_undo_delivered(settings):
+    resend = {**DOCS_DELIVERED, "timestamp": "1700000000", "nonce": "other"}
+    post_all(settings, [DOCS_DELIVERED, DOCS_DELIVERED, resend, DOCS_ACCEPTED, DOCS_ACCEPTED])
+    drain(settings)
+    [part] = message(settings, DOCS_DELIVERED["messageId"])["parts"]
+    assert part["status"] == "delivered"
+    assert [h["status"] for h in part["history"]] == ["accepted", "delivered"]
+
+
+def test_unrecognised_status_is_recorded_but_never_decides(settings):
+    post_all(settings, [receipt("m-odd", "DELIVRD", 1)])
+    drain(settings)
+    view = message(settings, "m-odd")
+    assert view["status"] == "pending" and view["parts"][0]["status"] is None
+    post_all(settings, [receipt("m-odd", "accepted", 2), receipt("m-odd", "UNDELIV", 3)])
+    drain(settings)
+    view = message(settings, "m-odd")
+    assert view["parts"][0]["status"] == "accepted"
+    assert [h["status"] for h in view["parts"][0]["history"]] == ["DELIVRD", "accepted", "UNDELIV"]
+
+
+def test_failure_after_delivery_report_with_later_timestamp_wins(settings):
+    post_all(settings, [receipt("m-f", "failed", 9, "2"), receipt("m-f", "delivered", 3)])
+    drain(settings)
+    view = message(settings, "m-f")
+    assert view["status"] == "failed" and view["parts"][0]["err_code"] == "2"
+
+
+def test_running_a_batch_again_changes_nothing(settings, r):
+    post_all(settings, [DOCS_ACCEPTED, DOCS_DELIVERED])
+    records = [record for job in queue_of(r, settings).get_jobs() for record in job.args[0]]
+    drain(settings)
+    before = r.get(keys.part(DOCS_ACCEPTED["messageId"]))
+    again = Job.create(apply_batch, args=(records,), connection=r)
+    assert again.perform() == {"new": 0, "resends": 2}
+    assert r.get(keys.part(DOCS_ACCEPTED["messageId"])) == before
+
+
+def test_part_records_expire_after_retention(settings, r):
+    post_all(settings, [DOCS_DELIVERED])
+    drain(settings)
+    ttl = r.ttl(keys.part(DOCS_DELIVERED["messageId"]))
+    assert settings.dedupe_ttl <= ttl <= settings.record_ttl
+    assert json.loads(r.get(keys.part(DOCS_DELIVERED["messageId"])))["history"][0]["status"] == "delivered"
+
+
+def test_malformed_batch_fails_with_a_reason_and_does_not_block_the_next(settings, r):
+    queue = queue_of(r, settings)
+    bad = queue.enqueue("workers.batch.apply_batch", [{"params": {"status": "delivered"}, "received_at": "x"}])
+    post_all(settings, [DOCS_DELIVERED])
+    drain(settings)
+    assert bad.get_status(refresh=True) == "failed"
+    assert "messageId is required" in bad.latest_result().exc_string
+    assert message(settings, DOCS_DELIVERED["messageId"])["status"] == "delivered"

@@ -1,0 +1,1 @@
+"""Everything after the queue: apply receipts to message state, run dlrq."""

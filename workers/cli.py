@@ -1,0 +1,147 @@
+"""The `dlrq` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import click
+from pydantic import ValidationError
+
+from ingest.settings import Settings, get_settings
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"DLRQ_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(f"bad setting: {problems}") from exc
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+def main() -> None:
+    """dlrq: Vonage SMS delivery receipts, acknowledged at once, processed reliably."""
+
+
+@main.command()
+def ingest() -> None:
+    """Serve the webhook and the message API (DLRQ_HOST:DLRQ_PORT)."""
+    import uvicorn
+
+    from ingest.app import create_app
+
+    settings = load_settings()
+    setup_logging(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        # The access log would print query strings, and GET receipts carry phone numbers in them.
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Quit once the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's random one).")
+def worker(burst: bool, name: str | None) -> None:
+    """Apply queued receipt batches (an RQ SimpleWorker with the scheduler)."""
+    from .worker import run_worker
+
+    settings = load_settings()
+    setup_logging(settings)
+    run_worker(settings, burst=burst, name=name)
+
+
+@main.command()
+@click.argument("message_id")
+def show(message_id: str) -> None:
+    """Print a message's state as JSON (any part's messageId works)."""
+    from redis.exceptions import RedisError
+
+    from ingest.app import redis_client
+    from ingest.messages import find_message
+
+    settings = load_settings()
+
+    async def lookup() -> dict | None:
+        client = redis_client(settings)
+        try:
+            return await find_message(client, message_id)
+        finally:
+            await client.aclose()
+
+    try:
+        found = asyncio.run(lookup())
+    except RedisError as exc:
+        raise click.ClickException(f"Redis unreachable at {settings.effective_redis_url}: {exc}") from exc
+    if found is None:
+        raise click.ClickException(f"no message {message_id}")
+    click.echo(json.dumps(found, indent=2))
+
+
+@main.command()
+def up() -> None:
+    """Run everything: Redis (embedded unless DLRQ_REDIS_URL is set), the ingest and one worker. Ctrl-C stops all."""
+    from .embedded import embedded_server
+
+    settings = load_settings()
+    setup_logging(settings)
+    log = logging.getLogger("dlrq.up")
+    if settings.redis_url:
+        run_services(settings.redis_url, log)
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_server(settings.data_dir) as url:
+        log.info("embedded Valkey at %s, data in %s", url, settings.data_dir.resolve())
+        run_services(url, log)
+
+
+def run_services(redis_url: str, log: logging.Logger) -> None:
+    env = {**os.environ, "DLRQ_REDIS_URL": redis_url}
+    # Own sessions: Ctrl-C reaches only this process, which asks each child to stop exactly once.
+    children = [
+        subprocess.Popen([sys.executable, "-m", "workers", command], env=env, start_new_session=True)
+        for command in ("ingest", "worker")
+    ]
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while all(child.poll() is None for child in children):
+            try:
+                children[0].wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+        stop(signal.SIGTERM, None)
+        for child in children:
+            child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    failed = [c.args[-1] for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    if failed:
+        raise click.ClickException(f"{', '.join(failed)} exited with an error")
+    log.info("stopped")

@@ -1,0 +1,38 @@
+-- Apply a batch of receipts atomically.
+-- KEYS[i]: the part key of receipt i.  ARGV[1]: part TTL in seconds.
+-- ARGV[1 + i]: receipt i's history entry (JSON object).
+-- A receipt equal to one the part already holds (same status, err-code, scts,
+-- message-timestamp) is a resend: it changes nothing. Returns 1 for each new
+-- receipt and 0 for each resend, in order, so running a batch again is a no-op.
+local ttl = tonumber(ARGV[1])
+local applied = {}
+
+local function same(a, b)
+  return a.status == b.status
+    and (a['err-code'] or '') == (b['err-code'] or '')
+    and (a.scts or '') == (b.scts or '')
+    and (a['message-timestamp'] or '') == (b['message-timestamp'] or '')
+end
+
+for i, key in ipairs(KEYS) do
+  local entry = cjson.decode(ARGV[i + 1])
+  local raw = redis.call('GET', key)
+  local part = raw and cjson.decode(raw) or {}
+  local history = part.history or {}
+  local resend = false
+  for _, seen in ipairs(history) do
+    if same(seen, entry) then
+      resend = true
+      break
+    end
+  end
+  if resend then
+    applied[i] = 0
+  else
+    history[#history + 1] = entry
+    part.history = history
+    redis.call('SET', key, cjson.encode(part), 'EX', ttl)
+    applied[i] = 1
+  end
+end
+return applied
