@@ -38,6 +38,8 @@ def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(params=SERVERS)
 def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "external" and request.node.get_closest_marker("slow"):
+        pytest.skip("slow process tests run once, on the embedded server")
     url = request.getfixturevalue("embedded_url") if request.param == "embedded" else os.environ["DLRQ_TEST_REDIS_URL"]
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -77,7 +79,8 @@ def dlrq_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 def spawn(command: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "workers", command, *args], env=env)
+    """Each in its own process group, so that killing it kills what it forked (RQ's scheduler)."""
+    return subprocess.Popen([sys.executable, "-m", "workers", command, *args], env=env, start_new_session=True)
 
 
 def wait_http(url: str, timeout: float = 20.0) -> None:
@@ -94,9 +97,12 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 @pytest.fixture
 def ingest_server(redis_url: str) -> Iterator[str]:
-    """A real `dlrq ingest` process; yields its base URL."""
+    """A real `dlrq ingest` process; yields its base URL.
+
+    It waits up to 50 ms to fill a batch: the test clients send fewer receipts at once than Vonage does.
+    """
     port = free_port()
-    proc = spawn("ingest", dlrq_env(redis_url, DLRQ_PORT=str(port)))
+    proc = spawn("ingest", dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="50"))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz")

@@ -6,6 +6,7 @@ import logging
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -22,6 +23,29 @@ class BatchWorker(SimpleWorker):
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(job.timeout or 180) + ABANDON_MARGIN
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if job.retries_left is not None and job.retries_left < len(job.retry_intervals or ()):
+            forget_dead_executions(job)
+        super().execute_job(job, queue)
+
+
+def forget_dead_executions(job: Job) -> None:
+    """Drop executions of killed workers from a retried job's registry.
+
+    RQ 3.0 keeps an execution in the job's registry 60 s longer than the
+    execution itself; a retried job finishing inside that window fails in
+    RQ's own clean-up ("Execution ... not found in Redis") and is retried
+    again and again, although its work was done.
+    """
+    registry = job.execution_registry
+    with job.connection.pipeline() as pipe:
+        ids = registry.get_execution_ids()
+        for execution_id in ids:
+            pipe.exists(Execution(execution_id, job.id, job.connection).key)
+        dead = [execution_id for execution_id, alive in zip(ids, pipe.execute()) if not alive]
+    if dead:
+        job.connection.zrem(registry.key, *dead)
 
 
 def build_worker(settings: Settings, name: str | None = None) -> BatchWorker:

@@ -1,0 +1,162 @@
+"""Real processes: `dlrq ingest`, `dlrq worker`, `dlrq up`, a real server, concurrent HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import redis
+from rq.registry import StartedJobRegistry
+
+from ingest import keys
+from ingest.settings import Settings
+
+from .conftest import dlrq_env, free_port, queue_of, spawn, wait_http
+from .receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+PATH = "/webhooks/delivery-receipt"
+FINALS = ["delivered", "expired", "failed", "rejected", "unknown"]
+EXPECTED_MESSAGE = {"delivered": "delivered", "expired": "failed", "failed": "failed", "rejected": "failed", "unknown": "unknown"}
+
+
+def scenario(n_receipts: int, seed: int) -> tuple[list[dict], dict[str, tuple[str, str, int]]]:
+    """n distinct receipts, and for each message: (part status, message status, distinct receipts) by construction.
+
+    Each message's chain is in rank order, so its last contract status word is the part's status.
+    """
+    rng = random.Random(seed)
+    receipts: list[dict] = []
+    expected = {}
+    while len(receipts) < n_receipts:
+        mid = f"E2E{seed:02d}{len(expected):010d}"
+        chain = [receipt(mid, "accepted", 1)]
+        if rng.random() < 0.5:
+            chain.append(receipt(mid, "buffered", 2))
+        if rng.random() < 0.1:
+            chain.append(receipt(mid, "DELIVRD", 3))  # a word outside the contract: kept, never decides
+        final = rng.choice(FINALS + [None])
+        if final:
+            chain.append(receipt(mid, final, 4, "0" if final == "delivered" else rng.choice(["1", "2", "3", "8"])))
+        chain = chain[: n_receipts - len(receipts)]
+        part = [r["status"] for r in chain if r["status"] != "DELIVRD"][-1]
+        expected[mid] = (part, EXPECTED_MESSAGE.get(part, "pending"), len(chain))
+        receipts.extend(chain)
+    return receipts, expected
+
+
+async def post_concurrently(base: str, receipts: list[dict], concurrency: int = 64) -> list[int]:
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def post(params: dict) -> int:
+            async with semaphore:
+                if len(params) % 2:
+                    return (await client.post(PATH, json=params)).status_code
+                return (await client.post(PATH, data=params)).status_code
+
+        return await asyncio.gather(*(post(p) for p in receipts))
+
+
+def wait_drained(client: redis.Redis, settings: Settings, timeout: float) -> None:
+    queue = queue_of(client, settings)
+    started = StartedJobRegistry(queue=queue)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if queue.count == 0 and started.count == 0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{queue.count} jobs queued, {started.count} started after {timeout} s")
+
+
+def check_states(base: str, expected: dict[str, tuple[str, str, int]]) -> None:
+    with httpx.Client(base_url=base) as client:
+        for mid, (part_status, message_status, distinct) in expected.items():
+            view = client.get(f"/messages/{mid}").json()
+            [part] = view["parts"]
+            history = [(h["status"], h["err_code"], h["message_timestamp"]) for h in part["history"]]
+            assert len(history) == len(set(history)) == distinct, (mid, history)
+            assert (part["status"], view["status"]) == (part_status, message_status), (mid, view)
+
+
+def test_ten_thousand_concurrent_receipts_with_resends_in_shuffled_order(redis_url, ingest_server):
+    receipts, expected = scenario(8_000, seed=1)
+    rng = random.Random(2)
+    resends = [dict(r) for r in rng.choices(receipts, k=2_000)]
+    traffic = receipts + resends
+    rng.shuffle(traffic)
+    assert len(traffic) == 10_000 and len(resends) == 2_000
+
+    statuses = asyncio.run(post_concurrently(ingest_server, traffic))
+    assert statuses.count(204) == 10_000
+
+    settings = Settings(redis_url=redis_url)
+    workers = [spawn("worker", dlrq_env(redis_url), "--burst") for _ in range(2)]
+    for w in workers:
+        assert w.wait(timeout=300) == 0
+    wait_drained(redis.Redis.from_url(redis_url), settings, timeout=10)
+    check_states(ingest_server, expected)
+
+
+def test_worker_killed_mid_batch_another_finishes_it(redis_url, ingest_server):
+    receipts, expected = scenario(10_000, seed=3)
+    assert set(asyncio.run(post_concurrently(ingest_server, receipts))) == {204}
+    client = redis.Redis.from_url(redis_url)
+    settings = Settings(redis_url=redis_url)
+    queue = queue_of(client, settings)
+    started = StartedJobRegistry(queue=queue)
+    env = dlrq_env(redis_url, DLRQ_JOB_TIMEOUT="3", DLRQ_MAINTENANCE_INTERVAL="1")
+
+    victim = spawn("worker", env)
+    deadline = time.monotonic() + 30
+    while started.count == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    abandoned = started.get_job_ids(cleanup=False)
+    assert abandoned, "the worker was killed while holding a batch"
+
+    rescuer = spawn("worker", env)
+    try:
+        deadline = time.monotonic() + 150
+        while any(client.exists(f"rq:job:{job_id}") for job_id in abandoned):
+            assert time.monotonic() < deadline, "the abandoned batch was processed again within two minutes"
+            time.sleep(0.5)
+        wait_drained(client, settings, timeout=60)
+    finally:
+        os.killpg(rescuer.pid, signal.SIGTERM)
+        rescuer.wait(timeout=20)
+    assert len(client.keys(keys.part("E2E03*"))) == len(expected)
+    check_states(ingest_server, expected)
+
+
+def test_dlrq_up_runs_everything_and_ctrl_c_stops_it(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLRQ_")}
+    env.update(DLRQ_DATA_DIR=str(tmp_path / "data"), DLRQ_PORT=str(port), DLRQ_LOG_LEVEL="WARNING")
+    up = subprocess.Popen([sys.executable, "-m", "workers", "up"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/readyz", timeout=30)
+        assert httpx.post(base + PATH, json=DOCS_ACCEPTED).status_code == 204
+        assert httpx.get(base + PATH, params=DOCS_DELIVERED).status_code == 204
+        deadline = time.monotonic() + 20
+        while (view := httpx.get(f"{base}/messages/{DOCS_DELIVERED['messageId']}")).status_code != 200 or view.json()[
+            "status"
+        ] != "delivered":
+            assert time.monotonic() < deadline, view.text
+            time.sleep(0.1)
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+    assert (tmp_path / "data" / "appendonlydir").is_dir(), "the embedded server kept an append-only file"
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert not leftovers.strip(), "no server or child process outlives dlrq up"
