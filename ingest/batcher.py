@@ -20,6 +20,11 @@ log = logging.getLogger("dlrq.ingest")
 Write = Callable[[list[Receipt]], Awaitable[object]]
 
 
+# Loop turns without a new receipt after which a batch is written: a request takes
+# a couple of turns from its bytes arriving to its receipt being submitted.
+QUIET_TURNS = 3
+
+
 class StorageUnavailable(Exception):
     pass
 
@@ -70,8 +75,22 @@ class GroupCommit:
             if self._max_wait and not self._closing and len(self._pending) < self._max_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_wait)
+            await self._gather()
             if self._pending:
                 await self._flush(self._take())
+
+    async def _gather(self) -> None:
+        """Let the loop finish the requests it is already handling, so that they share this write.
+
+        A busy server thus writes fewer, larger batches (less CPU per receipt here, fewer jobs
+        for the workers), while an idle one writes at once. Each connection has at most one
+        request in flight, so this ends when every busy connection has submitted.
+        """
+        quiet = 0
+        while quiet < QUIET_TURNS and len(self._pending) < self._max_size and not self._closing:
+            before = len(self._pending)
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if len(self._pending) == before else 0
 
     async def _flush(self, batch: list[tuple[Receipt, asyncio.Future[None]]]) -> None:
         try:

@@ -54,6 +54,25 @@ def test_receipts_arriving_during_a_write_share_the_next_one():
     assert store.max_in_flight == 1
 
 
+def test_requests_still_being_handled_join_the_write():
+    """A busy server writes what it is handling together: fewer, larger batches (RQ jobs)."""
+
+    async def handle(commit, receipt, turns):
+        for _ in range(turns):  # reading and parsing a request takes a few loop turns
+            await asyncio.sleep(0)
+        await commit.submit(receipt)
+
+    async def scenario():
+        store = Store(delay=0)
+        commit = GroupCommit(store, max_size=100, max_wait=0, timeout=1)
+        commit.start()
+        await asyncio.gather(*(handle(commit, r, i % 3) for i, r in enumerate(receipts(30))))
+        await commit.close()
+        return store
+
+    assert [len(b) for b in run(scenario()).batches] == [30]
+
+
 def test_batches_never_exceed_max_size():
     async def scenario():
         store = Store(delay=0.001)

@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import redis
 from rq import get_current_job
 
 from ingest import keys
@@ -22,12 +23,16 @@ def apply_batch(records: list[dict[str, Any]]) -> dict[str, int]:
     if not isinstance(records, list):
         raise TypeError(f"a batch is a list of recorded receipts, not {type(records).__name__}")
     receipts = [Receipt.from_record(record) for record in records]
-    connection = get_current_job().connection
-    applied = scripts.apply_receipts(
-        keys=[keys.part(r.params["messageId"]) for r in receipts],
-        args=[get_settings().record_ttl, *(json.dumps(history_entry(r)) for r in receipts)],
-        client=connection,
-    )
-    new = sum(applied)
+    new = apply(get_current_job().connection, receipts, get_settings().record_ttl)
     log.debug("batch applied: %d new, %d resends", new, len(receipts) - new)
     return {"new": new, "resends": len(receipts) - new}
+
+
+def apply(connection: redis.Redis, receipts: list[Receipt], ttl: int) -> int:
+    """Apply receipts in one atomic call; return how many were new (not resends)."""
+    applied = scripts.apply_receipts(
+        keys=[keys.part(r.params["messageId"]) for r in receipts],
+        args=[ttl, *(json.dumps(history_entry(r)) for r in receipts)],
+        client=connection,
+    )
+    return sum(applied)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from ingest.settings import Settings
 
@@ -16,10 +19,34 @@ from ingest.settings import Settings
 # worker that has not been heard of for this long after it should have finished
 # is dead, and its batch is handed to another worker.
 ABANDON_MARGIN = 10
+# RQ heartbeats the worker three times around every job, three round trips each;
+# one a second keeps its key alive just as well (its TTL is 40 s or more).
+HEARTBEAT_EVERY = 1.0
 
 
 class BatchWorker(SimpleWorker):
-    """Runs each batch in-process: forking per job would cost more than the whole batch."""
+    """Runs each batch in-process: forking per job would cost more than the whole batch.
+
+    Also spares RQ's per-job bookkeeping what does not need a round trip of its own.
+    """
+
+    _last_heartbeat_sent = float("-inf")
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        if pipeline is not None or timeout is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        if time.monotonic() - self._last_heartbeat_sent < HEARTBEAT_EVERY:
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(pipeline=pipe)
+            pipe.execute()
+        self._last_heartbeat_sent = time.monotonic()
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if pipeline is None and state == WorkerStatus.IDLE and self._state == state:
+            return
+        super().set_state(state, pipeline)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(job.timeout or 180) + ABANDON_MARGIN

@@ -1,0 +1,1 @@
+"""dlrq's benchmark suite: `bench/run.sh` (installs what it needs) or `python -m bench`."""

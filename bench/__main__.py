@@ -1,0 +1,80 @@
+"""Run every benchmark in one go and print the Markdown table (also written with the JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import redis
+
+from workers.embedded import embedded_server
+
+from .harness import ROOT
+from .report import BARE, markdown
+from .run import ingest_designs, memory_per_message, run_ingest, run_workers, sustained
+
+
+def machine() -> dict[str, str]:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    packages = ("starlette", "uvicorn", "redis", "rq")
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        **{name: version(name) for name in packages},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8, help="length of each load run (default 8)")
+    parser.add_argument("--cap", type=float, default=15, help="longest drain measurement per worker (default 15)")
+    parser.add_argument("--steps", type=int, default=5, help="bisection steps for the sustained rate (default 5)")
+    parser.add_argument("--messages", type=int, default=100_000, help="messages for the memory figure")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--ingest-only", action="store_true", help="measure the ingest designs only (no table)")
+    args = parser.parse_args()
+
+    express = shutil.which("node") is not None and (ROOT / "bench/express/node_modules/express").is_dir()
+    if not express:
+        print("Express baseline skipped: run bench/run.sh (it installs express and body-parser with npm)")
+    results: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
+    with tempfile.TemporaryDirectory() as data, embedded_server(Path(data)) as url:
+        client = redis.Redis.from_url(url)
+        results["machine"]["server"] = "valkey " + client.info("server")["valkey_version"] \
+            if "valkey_version" in client.info("server") else "redis " + client.info("server")["redis_version"]
+        results["ingest"] = []
+        for tag, (name, (argv, env, queue)) in enumerate(ingest_designs(url, express).items()):
+            print(f"ingest: {name} ...", flush=True)
+            results["ingest"].append(run_ingest(name, argv, env, queue, client, args.seconds, tag * 10))
+        by_name = {r["design"]: r for r in results["ingest"]}
+        if args.ingest_only:
+            for r in results["ingest"]:
+                print(f"{r['design']:32} {r['rps']:8.0f} req/s ({r['rps'] / by_name[BARE]['rps']:4.0%} of bare) "
+                      f"p50 {r['p50_ms']:5.1f} p99 {r['p99_ms']:5.1f} ms, {r.get('receipts_per_job', 0):.1f}/job")
+            return
+        print("workers ...", flush=True)
+        results["workers"] = run_workers(url, client, by_name["dlrq ingest"]["stored"], args.cap)
+        client.flushdb()
+        print("end to end ...", flush=True)
+        results["end_to_end"] = sustained(url, client, by_name["dlrq ingest"]["rps"], args.seconds, args.steps)
+        client.flushdb()
+        print("memory ...", flush=True)
+        results["memory"] = memory_per_message(url, args.messages)
+    table = markdown(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{stamp}.md").write_text(table)
+    print(table)
+    print(f"written: {args.out / stamp}.json and .md")
+
+
+main()

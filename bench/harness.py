@@ -1,0 +1,135 @@
+"""The moving parts of a benchmark run: pinned server processes, wrk, and Redis's own counters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = ROOT / "bench" / "receipt.lua"
+WEBHOOK = "/webhooks/delivery-receipt"
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pinned(core: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *argv] if core is not None else argv
+
+
+@contextmanager
+def process(argv: list[str], env: dict[str, str], core: str | None, port: int | None = None) -> Iterator[subprocess.Popen]:
+    """Run argv (pinned to `core`), wait until it listens on `port`, stop it on the way out."""
+    proc = subprocess.Popen(
+        pinned(core, argv), cwd=ROOT, env={**os.environ, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        if port is not None:
+            wait_listening(proc, port)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def wait_listening(proc: subprocess.Popen, port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.args} did not listen on port {port} within {timeout} s")
+
+
+@dataclass
+class Load:
+    """What wrk saw."""
+
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.non_2xx
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def wrk(port: int, seconds: float, connections: int = 32, rate: float | None = None, tag: int = 0,
+        core: str | None = LOAD_CORE) -> Load:
+    env = {
+        **os.environ,
+        "BENCH_TAG": str(tag),
+        "BENCH_RATE": str(rate or 0),
+        "BENCH_CONNECTIONS": str(connections),
+    }
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--latency", "-s", str(LUA),
+            f"http://127.0.0.1:{port}{WEBHOOK}"]
+    out = subprocess.run(pinned(core, argv), env=env, capture_output=True, text=True, check=True).stdout
+    line = next((l for l in out.splitlines() if l.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    raw = json.loads(line[len("BENCH "):])
+    return Load(raw["requests"], raw["duration_us"] / 1e6, raw["non_2xx"], raw["socket_errors"],
+                raw["p50_us"] / 1000, raw["p99_us"] / 1000)
+
+
+@dataclass
+class Cost:
+    """Redis work between two readings: commands (Lua's own included) and round trips (read events)."""
+
+    commands: int
+    round_trips: int
+
+
+def redis_counters(client: redis.Redis) -> tuple[int, int]:
+    commands = sum(stat["calls"] for stat in client.info("commandstats").values())
+    return commands, int(client.info("stats")["total_reads_processed"])
+
+
+@contextmanager
+def measure_cost(client: redis.Redis) -> Iterator[list[Cost]]:
+    """Yield a list that holds the Cost once the block ends."""
+    result: list[Cost] = []
+    commands0, reads0 = redis_counters(client)
+    yield result
+    commands1, reads1 = redis_counters(client)
+    # The two readings themselves: two INFO calls each.
+    result.append(Cost(commands1 - commands0 - 2, reads1 - reads0 - 2))
+
+
+def python() -> str:
+    return sys.executable
