@@ -21,8 +21,8 @@ from .run import ingest_designs, memory_per_message, run_ingest, run_workers, su
 
 
 def machine() -> dict[str, str]:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
     packages = ("starlette", "uvicorn", "redis", "rq")
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

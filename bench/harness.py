@@ -34,7 +34,9 @@ def pinned(core: str | None, argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def process(argv: list[str], env: dict[str, str], core: str | None, port: int | None = None) -> Iterator[subprocess.Popen]:
+def process(
+    argv: list[str], env: dict[str, str], core: str | None, port: int | None = None
+) -> Iterator[subprocess.Popen]:
     """Run argv (pinned to `core`), wait until it listens on `port`, stop it on the way out."""
     proc = subprocess.Popen(
         pinned(core, argv), cwd=ROOT, env={**os.environ, **env},
@@ -99,7 +101,7 @@ def wrk(port: int, seconds: float, connections: int = 32, rate: float | None = N
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--latency", "-s", str(LUA),
             f"http://127.0.0.1:{port}{WEBHOOK}"]
     out = subprocess.run(pinned(core, argv), env=env, capture_output=True, text=True, check=True).stdout
-    line = next((l for l in out.splitlines() if l.startswith("BENCH ")), None)
+    line = next((x for x in out.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
     raw = json.loads(line[len("BENCH "):])

@@ -13,7 +13,7 @@ from ingest.receipt import Receipt, utc_now_iso
 from ingest.settings import Settings
 from workers.batch import apply
 
-from .harness import LOAD_CORE, ROOT, SERVER_CORE, Load, free_port, measure_cost, process, python, wrk
+from .harness import LOAD_CORE, SERVER_CORE, free_port, measure_cost, process, python, wrk
 
 DLRQ_QUEUE = "dlrq"
 NAIVE_QUEUE = "naive"

@@ -17,19 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .batcher import GroupCommit, StorageUnavailable
+from .batcher import GroupCommit
 from .enqueue import BatchEnqueuer
 from .messages import find_message
-from .params import request_params
-from .receipt import InvalidReceipt, Receipt, utc_now_iso, validate
+from .receipt import validate
 from .settings import Settings, get_settings
 from .signature import Unauthorized, verify
-
-WEBHOOK_METHODS = ("GET", "POST")
-
-
-def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+from .webhook import METHODS, Webhook, error
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -54,19 +48,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.api_key is not None and params.get("api-key") != settings.api_key:
             raise Unauthorized("api_key_mismatch", "api-key does not match this account")
         return validate(params)
-
-    async def receive(request: Request) -> Response:
-        if request.method not in WEBHOOK_METHODS:
-            return error(405, "method_not_allowed", "use GET or POST", {"Allow": ", ".join(WEBHOOK_METHODS)})
-        try:
-            params = check(await request_params(request))
-        except InvalidReceipt as exc:
-            return error(exc.http_status, exc.code, exc.detail)
-        try:
-            await request.app.state.commit.submit(Receipt(params, utc_now_iso()))
-        except StorageUnavailable:
-            return error(503, "storage_unavailable", "receipt not stored; send it again", unavailable_headers)
-        return Response(status_code=settings.ack_status)
 
     def authorised(request: Request) -> bool:
         if token is None:
@@ -119,7 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await client.aclose()
 
     routes = [
-        Route(settings.webhook_path, receive, methods=list(WEBHOOK_METHODS)),
+        Route(settings.webhook_path, Webhook(check, settings.ack_status, settings.retry_after), methods=list(METHODS)),
         Route("/messages/{id}", message, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

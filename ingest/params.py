@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope
 
 from .receipt import InvalidReceipt, stringify
 
@@ -23,6 +24,8 @@ class UnsupportedMediaType(InvalidReceipt):
 
 
 def parse_query(raw: bytes) -> dict[str, str]:
+    if not raw:
+        return {}
     try:
         return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict"))
     except UnicodeDecodeError as exc:
@@ -51,26 +54,31 @@ def parse_body(body: bytes, content_type: str) -> dict[str, str]:
     )
 
 
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+async def read_body(receive: Receive, declared_length: bytes | None, limit: int = MAX_BODY) -> bytes:
     """Read at most `limit` bytes: an oversized body is cut off, never buffered whole."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
         raise BodyTooLarge("body_too_large", f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge("body_too_large", f"body over {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-async def request_params(request: Request) -> dict[str, str]:
+async def request_params(scope: Scope, receive: Receive) -> dict[str, str]:
     """Body values win over query values of the same name."""
-    params = parse_query(request.scope["query_string"])
-    if request.method == "POST":
-        body = await read_body(request)
+    params = parse_query(scope["query_string"])
+    if scope["method"] == "POST":
+        headers = dict(scope["headers"])
+        body = await read_body(receive, headers.get(b"content-length"))
         if body:
-            params.update(parse_body(body, request.headers.get("content-type", "")))
+            params.update(parse_body(body, headers.get(b"content-type", b"").decode("latin-1")))
     return params

@@ -7,8 +7,8 @@ on a receipt through this module.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
