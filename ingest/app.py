@@ -20,8 +20,10 @@ from starlette.routing import Route
 
 from .batcher import GroupCommit
 from .enqueue import BatchEnqueuer
-from .messages import find_message
-from .receipt import validate
+from .messages import find_message, register
+from .params import parse_json, read_body
+from .receipt import InvalidReceipt, validate
+from .registration import parse_send
 from .settings import Settings, get_settings
 from .signature import Unauthorized, verify
 from .webhook import METHODS, Webhook, error
@@ -67,6 +69,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return error(404, "not_found", "no receipt or registration for this id")
         return JSONResponse(found)
 
+    async def register_send(request: Request) -> Response:
+        if not authorised(request):
+            return error(401, "unauthorized", "send Authorization: Bearer <DLRQ_API_TOKEN>")
+        try:
+            body = await read_body(request.receive, request.headers.get("content-length", "").encode() or None)
+            send = parse_send(parse_json(body, request.headers.get("content-type", "")))
+            registered = await register(request.app.state.redis, send, settings.receipt_timeout, settings.message_ttl)
+        except InvalidReceipt as exc:
+            return error(exc.http_status, exc.code, exc.detail)
+        except RedisError:
+            return error(503, "storage_unavailable", "Redis is unreachable", unavailable_headers)
+        return JSONResponse(registered.answer(), status_code=201 if registered.created else 200)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -106,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         Route(settings.webhook_path, Webhook(check, settings.ack_status, settings.retry_after), methods=list(METHODS)),
+        Route("/messages", register_send, methods=["POST"]),
         Route("/messages/{id}", message, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

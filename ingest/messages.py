@@ -1,65 +1,89 @@
-"""Where is my message: the contract's message view, derived from stored parts."""
+"""Messages in Redis: register a send, and find a message by any of its ids.
+
+The I/O edge around ingest/registration.py and ingest/correlate.py: one atomic
+Lua call registers, one or two round trips read.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from . import keys
-from .status import chronological, deciding_receipt, message_status
+from .correlate import load_part, render_registered, render_unregistered
+from .receipt import utc_now_iso
+from .registration import InvalidSend, Send, attempt_record, message_record
 
-HISTORY_FIELDS = ("status", "err-code", "message-timestamp", "received_at")
-
-
-def load_part(raw: bytes | str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    doc = json.loads(raw)
-    # Lua's cjson writes an empty array as {}.
-    if not doc.get("history"):
-        doc["history"] = []
-    return doc
+REGISTER = files(__package__).joinpath("lua", "register.lua").read_bytes()
 
 
-def render_part(message_id: str, index: int, doc: dict[str, Any]) -> dict[str, Any]:
-    history = doc["history"]
-    deciding = deciding_receipt(history)
-    shown = deciding or (history[-1] if history else {})
-    return {
-        "message_id": message_id,
-        "index": index,
-        "status": deciding["status"] if deciding else None,
-        "err_code": shown.get("err-code"),
-        "network_code": shown.get("network-code"),
-        "price": shown.get("price"),
-        "scts": shown.get("scts"),
-        "message_timestamp": shown.get("message-timestamp"),
-        "history": [
-            {field.replace("-", "_"): entry.get(field) for field in HISTORY_FIELDS}
-            for entry in chronological(history)
+class UnknownMessage(InvalidSend):
+    http_status = 404
+
+
+class Conflict(InvalidSend):
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class Registered:
+    id: str
+    parts: list[str]
+    attempt: int
+    created: bool
+
+    def answer(self) -> dict[str, Any]:
+        return {"id": self.id, "parts": self.parts}
+
+
+async def register(client: aioredis.Redis, send: Send, receipt_timeout: int, ttl: int) -> Registered:
+    """Store the send as the message's first attempt, or as its next one with retry_of."""
+    logical_id = send.retry_of or send.id
+    now = time.time()
+    outcome, value = await client.register_script(REGISTER)(
+        keys=[keys.message(logical_id), keys.DEADLINES, *(keys.owner(i) for i in send.part_ids)],
+        args=[
+            logical_id,
+            json.dumps(message_record(send)),
+            json.dumps(attempt_record(send, utc_now_iso(), now + receipt_timeout)),
+            send.id,
+            ttl,
+            now + receipt_timeout,
+            "1" if send.retry_of else "0",
         ],
-    }
+    )
+    outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+    if outcome == "unknown":
+        raise UnknownMessage("unknown_message", f"retry_of names {logical_id}, which was never registered")
+    if outcome == "conflict":
+        owner = value.decode() if isinstance(value, bytes) else value
+        raise Conflict("conflict", f"a part of this send already belongs to message {owner}")
+    return Registered(logical_id, send.part_ids, int(value), created=outcome == "created")
 
 
-def render_unregistered(message_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """A message nobody registered is the single part its receipts name."""
-    part = render_part(message_id, 0, doc)
-    latest = doc["history"][-1] if doc["history"] else {}
-    return {
-        "id": message_id,
-        "status": message_status([part["status"]], 1),
-        "registered": False,
-        "to": latest.get("msisdn"),
-        "client_ref": latest.get("client-ref"),
-        "parts_expected": 1,
-        "parts": [part],
-        "attempts": 1,
-        "alerts": [],
-    }
+def decode_message(fields: dict[bytes, bytes]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A message hash as (meta, attempts oldest first, alerts)."""
+    text = {k.decode(): v for k, v in fields.items()}
+    meta = json.loads(text["meta"])
+    attempts = [json.loads(text[f"attempt:{n}"]) for n in range(1, int(text["attempts"]) + 1)]
+    alerts = [json.loads(v) for k, v in text.items() if k.startswith("alert:")]
+    return meta, attempts, alerts
 
 
 async def find_message(client: aioredis.Redis, message_id: str) -> dict[str, Any] | None:
-    doc = load_part(await client.get(keys.part(message_id)))
-    return None if doc is None else render_unregistered(message_id, doc)
+    """The message view by its logical id or any part's messageId; None if never seen."""
+    owner = await client.get(keys.owner(message_id))
+    logical_id = owner.decode() if owner else message_id
+    fields = await client.hgetall(keys.message(logical_id))
+    if not fields:
+        doc = load_part(await client.get(keys.part(message_id)))
+        return None if doc is None else render_unregistered(message_id, doc)
+    meta, attempts, alerts = decode_message(fields)
+    part_ids = [p["message_id"] for p in attempts[-1]["parts"] if p["send_status"] == "0"]
+    raw = await client.mget([keys.part(i) for i in part_ids]) if part_ids else []
+    return render_registered(meta, attempts, alerts, {i: load_part(r) for i, r in zip(part_ids, raw)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect
@@ -32,25 +33,36 @@ def parse_query(raw: bytes) -> dict[str, str]:
         raise InvalidReceipt("bad_encoding", "query string is not valid UTF-8 percent-encoding") from exc
 
 
+def media_type(content_type: str) -> str:
+    return content_type.partition(";")[0].strip().lower()
+
+
+def parse_json(body: bytes, content_type: str) -> Any:
+    kind = media_type(content_type)
+    if kind != JSON:
+        raise UnsupportedMediaType("unsupported_media_type", f"content type {kind or 'missing'!r}; send {JSON}")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise InvalidReceipt("bad_encoding", "body is not valid UTF-8") from exc
+    except ValueError as exc:
+        raise InvalidReceipt("bad_json", f"body is not valid JSON: {exc}") from exc
+
+
 def parse_body(body: bytes, content_type: str) -> dict[str, str]:
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type == JSON:
-        try:
-            obj = json.loads(body)
-        except UnicodeDecodeError as exc:
-            raise InvalidReceipt("bad_encoding", "body is not valid UTF-8") from exc
-        except ValueError as exc:
-            raise InvalidReceipt("bad_json", f"body is not valid JSON: {exc}") from exc
+    kind = media_type(content_type)
+    if kind == JSON:
+        obj = parse_json(body, content_type)
         if not isinstance(obj, dict):
             raise InvalidReceipt("not_an_object", "JSON body must be an object")
         return stringify(obj)
-    if media_type == FORM:
+    if kind == FORM:
         try:
             return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict"))
         except UnicodeDecodeError as exc:
             raise InvalidReceipt("bad_encoding", "form body is not valid UTF-8 percent-encoding") from exc
     raise UnsupportedMediaType(
-        "unsupported_media_type", f"content type {media_type or 'missing'!r}; send {JSON} or {FORM}"
+        "unsupported_media_type", f"content type {kind or 'missing'!r}; send {JSON} or {FORM}"
     )
 
 

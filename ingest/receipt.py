@@ -50,9 +50,12 @@ class Receipt:
 
 def utc_now_iso() -> str:
     """ISO 8601 UTC with milliseconds, as in the contract's examples."""
-    now = time.time()
-    second = int(now)
-    return f"{_second_iso(second)}.{int((now - second) * 1000):03d}Z"
+    return iso_from_epoch(time.time())
+
+
+def iso_from_epoch(epoch: float) -> str:
+    second = int(epoch)
+    return f"{_second_iso(second)}.{int((epoch - second) * 1000):03d}Z"
 
 
 @lru_cache(maxsize=2)

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         """A part's history is its resend filter, so it must outlive the dedupe window."""
         return max(self.retention, self.dedupe_ttl)
 
+    @property
+    def message_ttl(self) -> int:
+        """A registration must outlive its receipt deadline, then be kept as long as its parts."""
+        return self.receipt_timeout + self.record_ttl
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -72,6 +72,39 @@ def worker(burst: bool, name: str | None) -> None:
 
 
 @main.command()
+@click.argument("source", type=click.File("rb"))
+def register(source) -> None:
+    """Register a send: SOURCE (a file, or - for stdin) holds the SMS API's send response as JSON.
+
+    Prints {"id": <logical id>, "parts": [...]}. Registering the same send again changes nothing.
+    """
+    from redis.exceptions import RedisError
+
+    from ingest.app import redis_client
+    from ingest.messages import register as store
+    from ingest.params import JSON, parse_json
+    from ingest.receipt import InvalidReceipt
+    from ingest.registration import parse_send
+
+    settings = load_settings()
+
+    async def run() -> dict:
+        client = redis_client(settings)
+        try:
+            send = parse_send(parse_json(source.read(), JSON))
+            return (await store(client, send, settings.receipt_timeout, settings.message_ttl)).answer()
+        finally:
+            await client.aclose()
+
+    try:
+        click.echo(json.dumps(asyncio.run(run())))
+    except InvalidReceipt as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
+    except RedisError as exc:
+        raise click.ClickException(f"Redis unreachable at {settings.effective_redis_url}: {exc}") from exc
+
+
+@main.command()
 @click.argument("message_id")
 def show(message_id: str) -> None:
     """Print a message's state as JSON (any part's messageId works)."""

@@ -15,6 +15,8 @@ from rq.worker import WorkerStatus
 
 from ingest.settings import Settings
 
+from .sweep import sweep
+
 # A batch runs in the worker's own process and cannot outlive its timeout, so a
 # worker that has not been heard of for this long after it should have finished
 # is dead, and its batch is handed to another worker.
@@ -47,6 +49,11 @@ class BatchWorker(SimpleWorker):
         if pipeline is None and state == WorkerStatus.IDLE and self._state == state:
             return
         super().set_state(state, pipeline)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        for queue in self.queues:
+            sweep(self.connection, queue, time.time())
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(job.timeout or 180) + ABANDON_MARGIN

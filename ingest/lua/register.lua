@@ -1,0 +1,39 @@
+-- Register a send (one attempt of a message) atomically and idempotently.
+-- KEYS[1]: the message hash. KEYS[2]: the deadlines sorted set. KEYS[3...]: the owner key of each part.
+-- ARGV: logical id, meta JSON, attempt JSON, attempt key (its first part id), TTL, deadline, "1" if a retry.
+-- Returns {outcome, attempt number}: "created", "exists" (same send registered before),
+-- "unknown" (retry of a message never registered) or "conflict" (a part belongs to another message).
+local id, meta, attempt, attempt_key = ARGV[1], ARGV[2], ARGV[3], 'key:' .. ARGV[4]
+local ttl, deadline, retry = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1'
+
+for i = 3, #KEYS do
+  local owner = redis.call('GET', KEYS[i])
+  if owner and owner ~= id then
+    return {'conflict', owner}
+  end
+end
+
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+local seen = exists and redis.call('HGET', KEYS[1], attempt_key)
+if seen then
+  return {'exists', tonumber(seen)}
+end
+if retry and not exists then
+  return {'unknown', 0}
+end
+if not retry and exists then
+  -- The message is registered under this id by another send: the same parts, told again.
+  return {'exists', 1}
+end
+
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if n == 1 then
+  redis.call('HSET', KEYS[1], 'meta', meta)
+end
+redis.call('HSET', KEYS[1], 'attempt:' .. n, attempt, attempt_key, n)
+redis.call('EXPIRE', KEYS[1], ttl)
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], id, 'EX', ttl)
+end
+redis.call('ZADD', KEYS[2], deadline, n .. ':' .. id)
+return {'created', n}

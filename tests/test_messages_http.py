@@ -1,0 +1,83 @@
+"""POST /messages and GET /messages/{id} over HTTP, against a real server; `dlrq register`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from starlette.testclient import TestClient
+
+from ingest.app import create_app
+from ingest.receipt import Receipt
+from ingest.settings import Settings
+from workers.batch import apply
+
+from .conftest import dlrq_env
+from .receipts import receipt
+from .sends import DOCS_TWO_PARTS, send
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_register_then_find_by_any_part(client, r, settings):
+    response = client.post("/messages", json=DOCS_TWO_PARTS)
+    assert response.status_code == 201
+    assert response.json() == {"id": "0A0000000123ABCD1", "parts": ["0A0000000123ABCD1", "0A0000000123ABCD2"]}
+    again = client.post("/messages", json=DOCS_TWO_PARTS)
+    assert (again.status_code, again.json()) == (200, response.json())
+    apply(r, [Receipt(receipt("0A0000000123ABCD2", "delivered", 3), "t")], settings.record_ttl)
+    view = client.get("/messages/0A0000000123ABCD2").json()
+    assert view == client.get("/messages/0A0000000123ABCD1").json()
+    assert view["status"] == "pending" and view["parts_expected"] == 2
+    assert view["client_ref"] == "my-personal-reference"
+    assert [p["status"] for p in view["parts"]] == [None, "delivered"]
+
+
+@pytest.mark.parametrize(
+    "body, headers, status, code",
+    [
+        (b"{", {"content-type": "application/json"}, 400, "bad_json"),
+        (b"[]", {"content-type": "application/json"}, 400, "not_an_object"),
+        (b'{"messages": []}', {"content-type": "application/json"}, 400, "missing_field"),
+        (b"messages=1", {"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+        (b"x" * 70_000, {"content-type": "application/json"}, 413, "body_too_large"),
+    ],
+)
+def test_bad_registrations_are_refused_and_store_nothing(client, r, body, headers, status, code):
+    response = client.post("/messages", content=body, headers=headers)
+    assert (response.status_code, response.json()["error"]) == (status, code)
+    assert r.dbsize() == 0
+
+
+def test_retry_of_an_unknown_message_is_404_and_a_stolen_part_409(client):
+    assert client.post("/messages", json=send(["A"], retry_of="NOPE")).status_code == 404
+    assert client.post("/messages", json=send(["A", "B"])).status_code == 201
+    response = client.post("/messages", json=send(["C", "B"]))
+    assert (response.status_code, response.json()["error"]) == (409, "conflict")
+
+
+def test_registration_needs_the_api_token_when_set(redis_url):
+    settings = Settings(redis_url=redis_url, api_token="s3cret")
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/messages", json=send(["A"])).status_code == 401
+        ok = c.post("/messages", json=send(["A"]), headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 201
+
+
+def test_dlrq_register_reads_a_file_or_stdin(redis_url, tmp_path):
+    path = tmp_path / "send.json"
+    path.write_text(json.dumps(DOCS_TWO_PARTS))
+    env = dlrq_env(redis_url)
+    run = [sys.executable, "-m", "workers", "register"]
+    from_file = subprocess.run([*run, str(path)], env=env, capture_output=True, text=True, check=True)
+    from_stdin = subprocess.run([*run, "-"], env=env, input=path.read_text(), capture_output=True, text=True, check=True)
+    assert json.loads(from_file.stdout) == json.loads(from_stdin.stdout) == {
+        "id": "0A0000000123ABCD1", "parts": ["0A0000000123ABCD1", "0A0000000123ABCD2"]}
+    bad = subprocess.run([*run, "-"], env=env, input="{}", capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing_field" in bad.stderr
