@@ -102,7 +102,7 @@ def ingest_server(redis_url: str) -> Iterator[str]:
     It waits up to 50 ms to fill a batch: the test clients send fewer receipts at once than Vonage does.
     """
     port = free_port()
-    proc = spawn("ingest", dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="50"))
+    proc = spawn("ingest", dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="5"))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz")

@@ -1,0 +1,147 @@
+"""2,000 messages of 1, 2 and 3 parts through real processes: receipts in random order with
+resends, registrations before, among and after them; every message ends as the contract says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import redis
+
+from ingest import keys
+from ingest.receipt import Receipt
+from ingest.settings import Settings
+from workers.batch import apply
+
+from .conftest import dlrq_env, spawn
+from .receipts import receipt
+from .sends import send
+from .test_end_to_end import PATH, wait_drained
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FINAL = {"delivered", "expired", "failed", "rejected", "unknown"}
+FAILED = {"expired", "failed", "rejected"}
+
+
+def contract_status(part_statuses: list[str | None]) -> str:
+    """The contract's message rule, written out independently of ingest/status.py."""
+    if any(s in FAILED for s in part_statuses):
+        return "failed"
+    if all(s == "delivered" for s in part_statuses):
+        return "delivered"
+    if all(s in FINAL for s in part_statuses):
+        return "unknown"
+    return "pending"
+
+
+def build(n: int, seed: int) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """(sends, receipts, expected message status by logical id), by construction."""
+    rng = random.Random(seed)
+    sends, receipts, expected = [], [], {}
+    for m in range(n):
+        ids = [f"MP{seed}{m:05d}{p}" for p in range(rng.choice([1, 2, 3]))]
+        send_statuses = ["0" if rng.random() > 0.02 else "1" for _ in ids]
+        send_statuses[0] = "0"  # the logical id is a submitted part's
+        statuses: list[str | None] = []
+        for part_id, sent in zip(ids, send_statuses):
+            if sent != "0":
+                statuses.append("failed")
+                continue
+            chain = [receipt(part_id, "accepted", 1)] if rng.random() < 0.5 else []
+            final = rng.choices(["delivered", "failed", "expired", "rejected", "unknown", None], [85, 4, 2, 1, 4, 4])[0]
+            if final:
+                code = "0" if final == "delivered" else rng.choice(["1", "2", "3", "8"])
+                chain.append(receipt(part_id, final, 5, code))
+            statuses.append(final or ("accepted" if chain else None))
+            receipts.extend(chain)
+        sends.append(send(ids, send_statuses))
+        expected[ids[0]] = contract_status(statuses)
+    return sends, receipts, expected
+
+
+async def post_all(base: str, requests: list[tuple[str, dict]], concurrency: int = 64) -> list[int]:
+    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=concurrency), timeout=30) as client:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def post(path: str, body: dict) -> int:
+            async with semaphore:
+                return (await client.post(path, json=body)).status_code
+
+        return await asyncio.gather(*(post(path, body) for path, body in requests))
+
+
+async def get_all(base: str, ids: list[str]) -> dict[str, dict]:
+    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=32), timeout=30) as client:
+        semaphore = asyncio.Semaphore(32)
+
+        async def get(message_id: str) -> tuple[str, dict]:
+            async with semaphore:
+                return message_id, (await client.get(f"/messages/{message_id}")).json()
+
+        return dict(await asyncio.gather(*(get(i) for i in ids)))
+
+
+def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server):
+    sends, receipts, expected = build(2_000, seed=7)
+    rng = random.Random(8)
+    resends = [dict(r) for r in rng.choices(receipts, k=len(receipts) // 5)]
+    rng.shuffle(sends)
+    early, among, late = sends[:700], sends[700:1300], sends[1300:]
+    middle = [(PATH, r) for r in receipts + resends] + [("/messages", s) for s in among]
+    rng.shuffle(middle)
+
+    codes = asyncio.run(post_all(ingest_server, [("/messages", s) for s in early]))
+    codes += asyncio.run(post_all(ingest_server, middle))
+    worker = spawn("worker", dlrq_env(redis_url))  # applying while the late registrations come in
+    try:
+        codes += asyncio.run(post_all(ingest_server, [("/messages", s) for s in late]))
+        assert sorted(set(codes)) == [201, 204]
+        assert codes.count(201) == 2_000 and codes.count(204) == len(receipts) + len(resends)
+        wait_drained(redis.Redis.from_url(redis_url), Settings(redis_url=redis_url), timeout=120)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    views = asyncio.run(get_all(ingest_server, list(expected)))
+    wrong = {i: (views[i]["status"], want) for i, want in expected.items() if views[i]["status"] != want}
+    assert not wrong, f"{len(wrong)} messages differ, e.g. {list(wrong.items())[:5]}"
+    assert {v["status"] for v in views.values()} == {"delivered", "failed", "unknown", "pending"}
+    assert all(v["registered"] and v["parts_expected"] == len(v["parts"]) for v in views.values())
+    for view in views.values():
+        for part in view["parts"]:
+            history = [(h["status"], h["err_code"], h["message_timestamp"]) for h in part["history"]]
+            assert len(history) == len(set(history)), "a resend was kept twice"
+
+
+def test_receipt_missing_survives_a_worker_restart_and_is_raised_once(redis_url, r):
+    env = dlrq_env(redis_url, DLRQ_MAINTENANCE_INTERVAL="1", DLRQ_RECEIPT_TIMEOUT="3")
+    register = [sys.executable, "-m", "workers", "register", "-"]
+    subprocess.run(register, env=env, input=json.dumps(send(["SILENT0", "SILENT1"])), text=True, check=True)
+    apply(r, [Receipt(receipt("SILENT0", "delivered", 5), "t")], Settings().record_ttl)
+
+    first = spawn("worker", env)
+    time.sleep(1)
+    os.killpg(first.pid, signal.SIGKILL)  # gone before the deadline, with the scheduler it forked
+    first.wait()
+    second = spawn("worker", env)
+    try:
+        deadline = time.monotonic() + 30
+        while not r.hkeys(keys.message("SILENT0")) or not any(
+            k.startswith(b"alert:") for k in r.hkeys(keys.message("SILENT0"))
+        ):
+            assert time.monotonic() < deadline, "receipt_missing never raised"
+            time.sleep(0.2)
+        time.sleep(3)  # three more sweeps
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    alerts = [json.loads(v) for k, v in r.hgetall(keys.message("SILENT0")).items() if k.startswith(b"alert:")]
+    assert [(a["kind"], a["part"]) for a in alerts] == [("receipt_missing", "SILENT1")]
