@@ -143,12 +143,12 @@ def memory_per_message(url: str, messages: int) -> dict[str, Any]:
     client = redis.Redis.from_url(url, db=1)
     client.execute_command("FLUSHALL", "SYNC")
     time.sleep(1)  # let the server settle (lazy frees, client buffers) before the first reading
-    ttl = Settings().record_ttl
+    settings = Settings()
     before = int(client.info("memory")["used_memory"])
     chunk = 1000
     for start in range(0, messages, chunk):
         receipts = [Receipt(receipt_params(i), utc_now_iso()) for i in range(start, min(messages, start + chunk))]
-        apply(client, receipts, ttl)
+        apply(client, receipts, settings)
     after = int(client.info("memory")["used_memory"])
     keys = client.dbsize()
     client.execute_command("FLUSHALL", "SYNC")

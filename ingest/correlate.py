@@ -138,16 +138,3 @@ def silent_parts(attempt: Mapping[str, Any], docs: Mapping[str, Part | None]) ->
         if not any(entry.get("status") in FINAL for entry in (doc["history"] if doc else [])):
             silent.append(sent["message_id"])
     return silent
-
-
-def receipt_missing(logical_id: str, attempt_no: int, part_id: str, deadline: str, raised_at: str) -> dict[str, Any]:
-    """The alert for a silent part; its id makes it raise once, however often it is found."""
-    return {
-        "id": f"receipt_missing:{part_id}",
-        "kind": "receipt_missing",
-        "message": logical_id,
-        "attempt": attempt_no,
-        "part": part_id,
-        "deadline": deadline,
-        "raised_at": raised_at,
-    }

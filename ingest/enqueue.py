@@ -11,11 +11,13 @@ which halves the CPU each write costs the ingest.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from importlib.resources import files
 
 import redis
 import redis.asyncio as aioredis
 from rq import Queue, Retry
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from .receipt import Receipt
@@ -30,22 +32,46 @@ FAILURE_TTL = 30 * 86_400
 FINISHED_TTL = 10
 
 
+Command = tuple[object, ...]
+
+
+class Recorder:
+    """An RQ queue on a client that is never connected: what RQ would write, as commands."""
+
+    def __init__(self, queue_name: str) -> None:
+        self._client = redis.Redis()
+        self.queue = Queue(queue_name, connection=self._client, serializer=JSONSerializer)
+
+    @property
+    def knows_server(self) -> bool:
+        return self.queue.redis_server_version is not None
+
+    def set_server_version(self, version: str) -> None:
+        """RQ picks commands by server version; it would ask the server, which is not connected."""
+        major, minor, patch, *_ = (version + ".0.0").split(".")
+        self.queue.redis_server_version = (int(major), int(minor), int(patch))
+
+    def enqueue(self, job: Job, at: datetime | None = None) -> list[Command]:
+        recording = self._client.pipeline(transaction=False)
+        if at is None:
+            self.queue.enqueue_job(job, pipeline=recording)
+        else:
+            self.queue.schedule_job(job, at, pipeline=recording)
+        return [args for args, _ in recording.command_stack]
+
+
 class BatchEnqueuer:
     def __init__(self, client: aioredis.Redis, queue_name: str, job_timeout: int) -> None:
         self._client = client
-        self._recorder = redis.Redis()
-        self._queue = Queue(queue_name, connection=self._recorder, serializer=JSONSerializer)
+        self._recorder = Recorder(queue_name)
         self._job_timeout = job_timeout
         self._run_commands = client.register_script(RUN_COMMANDS)
 
     async def __call__(self, receipts: list[Receipt]) -> str:
         """Store the batch durably; return the job id."""
-        if self._queue.redis_server_version is None:
-            info = await self._client.info("server")
-            major, minor, patch, *_ = (str(info["redis_version"]) + ".0.0").split(".")
-            self._queue.redis_server_version = (int(major), int(minor), int(patch))
-        recording = self._recorder.pipeline(transaction=False)
-        job = self._queue.create_job(
+        if not self._recorder.knows_server:
+            self._recorder.set_server_version(str((await self._client.info("server"))["redis_version"]))
+        job = self._recorder.queue.create_job(
             BATCH_JOB,
             args=([r.to_record() for r in receipts],),
             timeout=self._job_timeout,
@@ -54,12 +80,11 @@ class BatchEnqueuer:
             description=f"dlrq batch of {len(receipts)} receipts",
             retry=Retry(max=len(BATCH_RETRY_INTERVALS), interval=BATCH_RETRY_INTERVALS),
         )
-        self._queue.enqueue_job(job, pipeline=recording)
-        await self._run_commands(args=flatten(args for args, _ in recording.command_stack))
+        await self._run_commands(args=flatten(self._recorder.enqueue(job)))
         return job.id
 
 
-def flatten(commands: Iterable[tuple[object, ...]]) -> list[object]:
+def flatten(commands: Iterable[Command]) -> list[object]:
     """The argument list run_commands.lua reads: each command's length, then the command."""
     flat: list[object] = []
     for command in commands:

@@ -1,8 +1,11 @@
 """Every Redis key dlrq owns, named in one place (RQ names its own)."""
 
 PREFIX = "dlrq:"
-# Sorted set: "<attempt>:<logical id>" scored by the time its receipts are due (receipt_missing).
+# Sorted set: "<attempt>:<logical id>" scored by the time its receipts are due (receipt_missing);
+# attempt 0 asks for the message's events to be evaluated (its registration may have failed it).
 DEADLINES = f"{PREFIX}deadlines"
+# Seconds per failure-rate bucket.
+NETWORK_BUCKET = 10
 
 
 def part(message_id: str) -> str:
@@ -18,6 +21,24 @@ def message(logical_id: str) -> str:
 def owner(message_id: str) -> str:
     """The logical id of the registered message a part belongs to."""
     return f"{PREFIX}owner:{message_id}"
+
+
+def event(event_id: str) -> str:
+    """Guard of a raised event: while it exists, the same event is not raised again."""
+    return f"{PREFIX}event:{event_id}"
+
+
+def cooldown(kind: str, subject: str) -> str:
+    """Guard of an episode (e.g. one network's failure rate): one event until it expires."""
+    return f"{PREFIX}cooldown:{kind}:{subject}"
+
+
+NETWORK_COUNTS = f"{PREFIX}net:"
+
+
+def network_counts(network_code: str, bucket: int) -> str:
+    """Hash of one network's final receipts in one time bucket: total, failed (written by apply_receipts.lua)."""
+    return f"{NETWORK_COUNTS}{network_code}:{bucket}"
 
 
 def deadline_member(attempt: int, logical_id: str) -> str:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+VONAGE_REST = "https://rest.nexmo.com"
+
+# Comma-separated in the environment: DLRQ_RETRY_CODES=1,2,7
+CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -43,6 +47,40 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Handlers: built-in names (log, webhook, vonage) or dotted paths to callables.
+    alert_handlers: CommaList = ("log",)
+    retry_handlers: CommaList = ("log",)
+    handler_timeout: int = Field(60, ge=1)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = Field(5.0, gt=0)
+    vonage_api_key: str | None = None
+    vonage_api_secret: SecretStr | None = None
+    vonage_base_url: str = VONAGE_REST
+
+    retry_codes: CommaList = ("1", "2", "7", "8", "12", "16", "99")
+    retry_max_attempts: int = Field(3, ge=1)
+    retry_backoff: CommaList = ("300", "1800", "7200")
+
+    failure_rate_window: int = Field(300, ge=10)
+    failure_rate_min_volume: int = Field(20, ge=1)
+    failure_rate_threshold: float = Field(0.5, gt=0, le=1)
+    failure_rate_cooldown: int = Field(900, ge=1)
+
+    @field_validator("alert_handlers", "retry_handlers", "retry_codes", "retry_backoff", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("retry_backoff")
+    @classmethod
+    def _seconds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or not all(v.isdigit() for v in value):
+            raise ValueError("a comma-separated list of whole seconds, e.g. 300,1800,7200")
+        return value
+
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or DEFAULT_REDIS_URL
@@ -51,6 +89,16 @@ class Settings(BaseSettings):
     def record_ttl(self) -> int:
         """A part's history is its resend filter, so it must outlive the dedupe window."""
         return max(self.retention, self.dedupe_ttl)
+
+    @property
+    def handler_queue(self) -> str:
+        """Handler calls wait in their own queue, so that a slow handler never holds up receipts."""
+        return f"{self.queue}-handlers"
+
+    def backoff(self, attempt: int) -> int:
+        """Seconds to wait before resending after failed attempt `attempt` (the last step repeats)."""
+        steps = [int(s) for s in self.retry_backoff]
+        return steps[min(attempt, len(steps)) - 1]
 
     @property
     def message_ttl(self) -> int:

@@ -15,6 +15,7 @@ from ingest.enqueue import BatchEnqueuer
 from ingest.messages import Conflict, UnknownMessage, find_message, register
 from ingest.receipt import Receipt
 from ingest.registration import parse_send
+from ingest.settings import Settings
 from workers.batch import apply
 from workers.sweep import sweep
 
@@ -25,6 +26,7 @@ from .sends import send
 pytestmark = pytest.mark.integration
 TIMEOUT = 3600
 TTL = 86_400
+SETTINGS = Settings()
 
 
 def play(redis_url: str, events: list[tuple[str, object]]) -> dict:
@@ -38,7 +40,7 @@ def play(redis_url: str, events: list[tuple[str, object]]) -> dict:
                 if kind == "register":
                     await register(client, parse_send(item), TIMEOUT, TTL)
                 else:
-                    apply(sync, [Receipt(item, "2020-01-01T14:00:00.000Z")], TTL)
+                    apply(sync, [Receipt(item, "2020-01-01T14:00:00.000Z")], SETTINGS)
             ids = {item["messageId"] for kind, item in events if kind == "receipt"}
             return {i: await find_message(client, i) for i in sorted(ids)}
         finally:
@@ -155,10 +157,10 @@ def test_retry_of_adds_an_attempt_and_the_latest_decides(redis_url):
     async def run():
         client = aioredis.from_url(redis_url)
         await register(client, parse_send(send(["A", "B"])), TIMEOUT, TTL)
-        apply(redis.Redis.from_url(redis_url), [Receipt(receipt("A", "failed", 5, "2"), "t")], TTL)
+        apply(redis.Redis.from_url(redis_url), [Receipt(receipt("A", "failed", 5, "2"), "t")], SETTINGS)
         retried = await register(client, parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL)
         again = await register(client, parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL)
-        apply(redis.Redis.from_url(redis_url), [Receipt(receipt(i, "delivered", 9), "t") for i in "CD"], TTL)
+        apply(redis.Redis.from_url(redis_url), [Receipt(receipt(i, "delivered", 9), "t") for i in "CD"], SETTINGS)
         views = [await find_message(client, i) for i in "ABCD"]
         with pytest.raises(UnknownMessage):
             await register(client, parse_send(send(["E"], retry_of="NOPE")), TIMEOUT, TTL)
@@ -180,13 +182,13 @@ def test_receipt_missing_is_raised_once_for_a_silent_part_only(redis_url, r, set
         await client.aclose()
 
     asyncio.run(reg())
-    apply(r, [Receipt(receipt("A", "delivered", 5), "t")], TTL)
+    apply(r, [Receipt(receipt("A", "delivered", 5), "t")], SETTINGS)
     queue = queue_of(r, settings)
-    assert sweep(r, queue, time.time()) == [], "not due yet"
-    raised = sweep(r, queue, time.time() + 61)
-    assert [(a["kind"], a["part"], a["message"]) for a in raised] == [("receipt_missing", "B", "A")]
-    assert sweep(r, queue, time.time() + 120) == []
-    apply(r, [Receipt(receipt("B", "delivered", 70), "t")], TTL)
+    assert sweep(r, queue, settings, time.time()) == [], "not due yet"
+    raised = sweep(r, queue, settings, time.time() + 61)
+    assert [(e.kind, e.data["part"], e.data["message"]) for e in raised] == [("receipt_missing", "B", "A")]
+    assert sweep(r, queue, settings, time.time() + 120) == []
+    apply(r, [Receipt(receipt("B", "delivered", 70), "t")], SETTINGS)
     alerts = asyncio.run(_find(redis_url, "B"))["alerts"]
     assert [a["id"] for a in alerts] == ["receipt_missing:B"], "a late receipt does not take the alert back"
     assert r.zcard(keys.DEADLINES) == 0
@@ -202,10 +204,10 @@ def test_a_receipt_acknowledged_in_time_but_still_queued_is_in_time(redis_url, r
 
     asyncio.run(reg_and_enqueue())
     queue = queue_of(r, settings)
-    assert sweep(r, queue, time.time() + 61) == [], "the queued batch may hold the final receipts"
+    assert sweep(r, queue, settings, time.time() + 61) == [], "the queued batch may hold the final receipts"
     assert r.zcard(keys.DEADLINES) == 1
     drain(settings)
-    assert sweep(r, queue, time.time() + 61) == []
+    assert sweep(r, queue, settings, time.time() + 61) == []
     assert asyncio.run(_find(redis_url, "A"))["alerts"] == []
     assert r.zcard(keys.DEADLINES) == 0
 

@@ -31,7 +31,7 @@ def test_register_then_find_by_any_part(client, r, settings):
     assert response.json() == {"id": "0A0000000123ABCD1", "parts": ["0A0000000123ABCD1", "0A0000000123ABCD2"]}
     again = client.post("/messages", json=DOCS_TWO_PARTS)
     assert (again.status_code, again.json()) == (200, response.json())
-    apply(r, [Receipt(receipt("0A0000000123ABCD2", "delivered", 3), "t")], settings.record_ttl)
+    apply(r, [Receipt(receipt("0A0000000123ABCD2", "delivered", 3), "t")], settings)
     view = client.get("/messages/0A0000000123ABCD2").json()
     assert view == client.get("/messages/0A0000000123ABCD1").json()
     assert view["status"] == "pending" and view["parts_expected"] == 2

@@ -125,7 +125,7 @@ def test_receipt_missing_survives_a_worker_restart_and_is_raised_once(redis_url,
     env = dlrq_env(redis_url, DLRQ_MAINTENANCE_INTERVAL="1", DLRQ_RECEIPT_TIMEOUT="3")
     register = [sys.executable, "-m", "workers", "register", "-"]
     subprocess.run(register, env=env, input=json.dumps(send(["SILENT0", "SILENT1"])), text=True, check=True)
-    apply(r, [Receipt(receipt("SILENT0", "delivered", 5), "t")], Settings().record_ttl)
+    apply(r, [Receipt(receipt("SILENT0", "delivered", 5), "t")], Settings())
 
     first = spawn("worker", env)
     time.sleep(1)

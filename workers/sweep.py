@@ -1,25 +1,29 @@
-"""receipt_missing: registered parts whose final receipt never came.
+"""Deadlines: receipt_missing for registered parts whose final receipt never came, and the
+first look at a newly registered message (its receipts may have failed it before it was).
 
 The deadlines live in a Redis sorted set, so no worker restart loses one; every
-worker sweeps it during RQ's maintenance. An alert is written with HSETNX under
-its id, so however many workers find the same silent part, it is raised once.
+worker sweeps it during RQ's maintenance. Events are named by their cause, so however
+many workers find the same silent part, it is raised once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
-from typing import Any
 
 import redis
 from rq import Queue
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from ingest import keys
-from ingest.correlate import load_part, receipt_missing, silent_parts
+from ingest.correlate import load_part, silent_parts
 from ingest.messages import decode_message
-from ingest.receipt import iso_from_epoch, utc_now_iso
+from ingest.receipt import iso_from_epoch
+from ingest.settings import Settings
+
+from .dispatch import Dispatcher
+from .events import Event, receipt_missing
+from .react import message_reaction
 
 log = logging.getLogger("dlrq.sweep")
 SWEEP_LIMIT = 1000
@@ -40,27 +44,27 @@ def unapplied_since(connection: redis.Redis, queue: Queue) -> float | None:
     return min(created, default=None)
 
 
-def sweep(connection: redis.Redis, queue: Queue, now: float) -> list[dict[str, Any]]:
-    """Raise receipt_missing for every silent part whose deadline has passed; return the alerts raised."""
+def sweep(connection: redis.Redis, queue: Queue, settings: Settings, now: float) -> list[Event]:
+    """Handle every deadline that has passed; return the events raised."""
     pending = unapplied_since(connection, queue)
     judged_until = now if pending is None else min(now, pending)
-    raised: list[dict[str, Any]] = []
+    dispatcher = Dispatcher(connection, settings)
+    raised: list[Event] = []
     for member in connection.zrangebyscore(keys.DEADLINES, "-inf", judged_until, start=0, num=SWEEP_LIMIT):
         attempt_no, logical_id = keys.parse_deadline_member(_text(member))
-        alerts = missing_alerts(connection, logical_id, attempt_no)
-        with connection.pipeline(transaction=True) as pipe:
-            for alert in alerts:
-                pipe.hsetnx(keys.message(logical_id), f"alert:{alert['id']}", json.dumps(alert))
-            pipe.zrem(keys.DEADLINES, member)
-            written = pipe.execute()[: len(alerts)]
-        for alert, new in zip(alerts, written):
-            if new:
-                log.warning("receipt missing: part %s of message %s, attempt %d", alert["part"], logical_id, attempt_no)
-                raised.append(alert)
+        if attempt_no == 0:
+            events = [event for event, _ in message_reaction(connection, settings, logical_id)]
+        else:
+            events = missing_receipts(connection, logical_id, attempt_no)
+        raised += [event for event in events if dispatcher.raise_event(event, logical_id)]
+        connection.zrem(keys.DEADLINES, member)
+    for event in raised:
+        if event.kind == "receipt_missing":
+            log.warning("receipt missing: part %s of message %s", event.data["part"], event.data["message"])
     return raised
 
 
-def missing_alerts(connection: redis.Redis, logical_id: str, attempt_no: int) -> list[dict[str, Any]]:
+def missing_receipts(connection: redis.Redis, logical_id: str, attempt_no: int) -> list[Event]:
     fields = connection.hgetall(keys.message(logical_id))
     if not fields:
         return []
@@ -71,8 +75,7 @@ def missing_alerts(connection: redis.Redis, logical_id: str, attempt_no: int) ->
     part_ids = [p["message_id"] for p in attempt["parts"] if p["send_status"] == "0"]
     docs = {i: load_part(raw) for i, raw in zip(part_ids, connection.mget([keys.part(i) for i in part_ids]))}
     deadline = iso_from_epoch(attempt["deadline"])
-    now = utc_now_iso()
-    return [receipt_missing(logical_id, attempt_no, part, deadline, now) for part in silent_parts(attempt, docs)]
+    return [receipt_missing(logical_id, attempt_no, part, deadline) for part in silent_parts(attempt, docs)]
 
 
 def _text(value: bytes | str) -> str:

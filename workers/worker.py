@@ -33,6 +33,7 @@ class BatchWorker(SimpleWorker):
     """
 
     _last_heartbeat_sent = float("-inf")
+    settings: Settings
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if pipeline is not None or timeout is not None:
@@ -52,8 +53,7 @@ class BatchWorker(SimpleWorker):
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
-        for queue in self.queues:
-            sweep(self.connection, queue, time.time())
+        sweep(self.connection, self.queues[0], self.settings, time.time())
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(job.timeout or 180) + ABANDON_MARGIN
@@ -83,10 +83,12 @@ def forget_dead_executions(job: Job) -> None:
 
 
 def build_worker(settings: Settings, name: str | None = None) -> BatchWorker:
+    """Receipt batches first, then handler calls: a slow handler must not hold receipts up for long."""
     connection = redis.Redis.from_url(settings.effective_redis_url)
-    queue = Queue(settings.queue, connection=connection, serializer=JSONSerializer)
-    return BatchWorker(
-        [queue],
+    names = (settings.queue, settings.handler_queue)
+    queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in names]
+    worker = BatchWorker(
+        queues,
         name=name,
         connection=connection,
         serializer=JSONSerializer,
@@ -94,6 +96,8 @@ def build_worker(settings: Settings, name: str | None = None) -> BatchWorker:
         # Maintenance runs between dequeues, so an idle worker must wake at least that often.
         worker_ttl=settings.maintenance_interval + 15,
     )
+    worker.settings = settings
+    return worker
 
 
 def run_worker(settings: Settings, burst: bool = False, name: str | None = None) -> bool:

@@ -1,10 +1,12 @@
 -- Register a send (one attempt of a message) atomically and idempotently.
 -- KEYS[1]: the message hash. KEYS[2]: the deadlines sorted set. KEYS[3...]: the owner key of each part.
--- ARGV: logical id, meta JSON, attempt JSON, attempt key (its first part id), TTL, deadline, "1" if a retry.
+-- ARGV: logical id, meta JSON, attempt JSON, attempt key (its first part id), TTL, deadline,
+-- "1" if a retry, now. The message is also due at once for an evaluation of its events
+-- (attempt 0): receipts that came first, or a part refused at send time, may have failed it.
 -- Returns {outcome, attempt number}: "created", "exists" (same send registered before),
 -- "unknown" (retry of a message never registered) or "conflict" (a part belongs to another message).
 local id, meta, attempt, attempt_key = ARGV[1], ARGV[2], ARGV[3], 'key:' .. ARGV[4]
-local ttl, deadline, retry = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1'
+local ttl, deadline, retry, now = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1', ARGV[8]
 
 for i = 3, #KEYS do
   local owner = redis.call('GET', KEYS[i])
@@ -35,5 +37,5 @@ redis.call('EXPIRE', KEYS[1], ttl)
 for i = 3, #KEYS do
   redis.call('SET', KEYS[i], id, 'EX', ttl)
 end
-redis.call('ZADD', KEYS[2], deadline, n .. ':' .. id)
+redis.call('ZADD', KEYS[2], deadline, n .. ':' .. id, now, '0:' .. id)
 return {'created', n}

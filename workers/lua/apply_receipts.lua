@@ -1,10 +1,15 @@
 -- Apply a batch of receipts atomically.
--- KEYS[i]: the part key of receipt i.  ARGV[1]: part TTL in seconds.
--- ARGV[1 + i]: receipt i's history entry (JSON object).
+-- KEYS[i]: the part key of receipt i.
+-- ARGV[1]: part TTL in seconds. ARGV[2]: prefix of the failure-rate counters, ARGV[3]: the
+-- current bucket, ARGV[4]: the counters' TTL. ARGV[4 + i]: receipt i's history entry (JSON).
 -- A receipt equal to one the part already holds (same status, err-code, scts,
 -- message-timestamp) is a resend: it changes nothing. Returns 1 for each new
 -- receipt and 0 for each resend, in order, so running a batch again is a no-op.
-local ttl = tonumber(ARGV[1])
+-- A new final receipt with a network-code is counted in <prefix><network>:<bucket>
+-- (fields total, failed) for the failure-rate alert.
+local ttl, prefix, bucket, bucket_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local final = {delivered = true, expired = true, failed = true, rejected = true, unknown = true}
+local failed = {expired = true, failed = true, rejected = true}
 local applied = {}
 
 local function same(a, b)
@@ -15,7 +20,7 @@ local function same(a, b)
 end
 
 for i, key in ipairs(KEYS) do
-  local entry = cjson.decode(ARGV[i + 1])
+  local entry = cjson.decode(ARGV[i + 4])
   local raw = redis.call('GET', key)
   local part = raw and cjson.decode(raw) or {}
   local history = part.history or {}
@@ -33,6 +38,15 @@ for i, key in ipairs(KEYS) do
     part.history = history
     redis.call('SET', key, cjson.encode(part), 'EX', ttl)
     applied[i] = 1
+    local network = entry['network-code']
+    if final[entry.status] and type(network) == 'string' and network ~= '' then
+      local counts = prefix .. network .. ':' .. bucket
+      redis.call('HINCRBY', counts, 'total', 1)
+      if failed[entry.status] then
+        redis.call('HINCRBY', counts, 'failed', 1)
+      end
+      redis.call('EXPIRE', counts, bucket_ttl)
+    end
   end
 end
 return applied

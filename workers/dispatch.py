@@ -1,0 +1,80 @@
+"""Raise events: each once, with one RQ job per (event, handler), in one atomic call.
+
+The event's guard key, its alert in the message and its handler jobs are written
+together by raise_event.lua, so an event is never recorded without its handler
+calls, nor called twice: the jobs' ids are derived from the event and handler.
+Handler jobs carry an RQ Retry; the ones that run out of retries wait in RQ's
+failed registry (`dlrq failed list|requeue`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+
+import redis
+from rq import Retry
+
+from ingest import keys
+from ingest.enqueue import Recorder, flatten
+from ingest.receipt import utc_now_iso
+from ingest.settings import Settings
+
+from . import scripts
+from .events import FAILURE_RATE, RETRY, Event
+
+log = logging.getLogger("dlrq.events")
+DELIVER = "workers.handlers.deliver"
+HANDLER_RETRY_INTERVALS = [10, 60, 300, 900, 3600]
+FAILURE_TTL = 30 * 86_400
+RESULT_TTL = 86_400
+
+
+def handler_job_id(event_id: str, handler: str) -> str:
+    """Deterministic, and within RQ's job-id alphabet whatever the message ids hold."""
+    digest = hashlib.sha256(f"{event_id}\n{handler}".encode()).hexdigest()[:32]
+    return f"dlrq-{event_id.partition(':')[0]}-{digest}"
+
+
+class Dispatcher:
+    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
+        self._connection = connection
+        self._settings = settings
+        self._recorder = Recorder(settings.handler_queue)
+
+    def handlers(self, event: Event) -> tuple[str, ...]:
+        return self._settings.retry_handlers if event.kind == RETRY else self._settings.alert_handlers
+
+    def raise_event(self, event: Event, message_id: str | None = None) -> bool:
+        """Return True if the event was new (its handlers will be called), False if raised before."""
+        if not self._recorder.knows_server:
+            self._recorder.set_server_version(str(self._connection.info("server")["redis_version"]))
+        at = datetime.now(timezone.utc) + timedelta(seconds=event.delay) if event.delay else None
+        payload = {**event.to_dict(), "raised_at": utc_now_iso()}
+        commands = []
+        for handler in self.handlers(event):
+            job = self._recorder.queue.create_job(
+                DELIVER,
+                args=(payload, handler),
+                job_id=handler_job_id(event.id, handler),
+                timeout=self._settings.handler_timeout,
+                result_ttl=RESULT_TTL,
+                failure_ttl=FAILURE_TTL,
+                description=f"{event.kind} {event.id} to {handler}",
+                retry=Retry(max=len(HANDLER_RETRY_INTERVALS), interval=HANDLER_RETRY_INTERVALS),
+            )
+            commands += self._recorder.enqueue(job, at)
+        if event.kind == FAILURE_RATE:
+            guard = keys.cooldown(FAILURE_RATE, payload["network_code"])
+            ttl = self._settings.failure_rate_cooldown
+        else:
+            guard, ttl = keys.event(event.id), self._settings.message_ttl
+        event_keys = [guard] + ([keys.message(message_id)] if message_id and event.is_alert else [])
+        new = scripts.raise_event(
+            keys=event_keys, args=[event.id, json.dumps(payload), ttl, *flatten(commands)], client=self._connection
+        )
+        if new:
+            log.info("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
+        return bool(new)

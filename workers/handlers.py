@@ -1,0 +1,116 @@
+"""Event handlers: what acts on a retry or an alert.
+
+`deliver` is the RQ job (one per event and handler); a handler is a callable that
+takes the event as a dict and raises to have RQ try again later. Built in: `log`,
+`webhook` (signed POST) and `vonage` (resend through the SMS API); anything else is
+a dotted path to a callable, `package.module:function` or `package.module.function`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from rq import get_current_job
+
+from ingest import keys
+from ingest.messages import decode_message, register_sync
+from ingest.registration import parse_send
+from ingest.settings import get_settings
+
+log = logging.getLogger("dlrq.handlers")
+Handler = Callable[[dict[str, Any]], object]
+SIGNATURE_HEADER = "X-Dlrq-Signature"
+EVENT_ID_HEADER = "X-Dlrq-Event-Id"
+
+
+class CannotResend(Exception):
+    pass
+
+
+def deliver(event: dict[str, Any], handler: str) -> None:
+    resolve(handler)(event)
+
+
+def resolve(name: str) -> Handler:
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    module, _, attribute = name.rpartition(":") if ":" in name else name.rpartition(".")
+    if not module:
+        raise ValueError(f"handler {name!r} is neither built in ({', '.join(BUILT_IN)}) nor a dotted path")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def mask(number: Any) -> Any:
+    """Phone numbers never reach the logs whole: the last two digits are enough to tell them apart."""
+    return "*" * max(0, len(number) - 2) + number[-2:] if isinstance(number, str) and number else number
+
+
+def log_event(event: dict[str, Any]) -> None:
+    shown = {k: mask(v) if k in ("to", "msisdn") else v for k, v in event.items()}
+    log.warning("%s: %s", event["kind"], json.dumps(shown, sort_keys=True))
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_webhook(event: dict[str, Any]) -> None:
+    """POST the event as JSON, signed with HMAC-SHA256 of the body; any non-2xx is retried."""
+    settings = get_settings()
+    if not settings.webhook_url or settings.webhook_secret is None:
+        raise ValueError("the webhook handler needs DLRQ_WEBHOOK_URL and DLRQ_WEBHOOK_SECRET")
+    body = json.dumps(event, sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        EVENT_ID_HEADER: event["id"],
+        SIGNATURE_HEADER: sign(body, settings.webhook_secret.get_secret_value()),
+    }
+    httpx.post(settings.webhook_url, content=body, headers=headers, timeout=settings.webhook_timeout).raise_for_status()
+
+
+def resend_via_vonage(event: dict[str, Any]) -> None:
+    """Send the registered text again and register that send as the message's next attempt.
+
+    Skips the call when the next attempt is already registered (this job ran before and
+    crashed after registering). A crash between the SMS API's answer and the registration
+    would send twice: at least once, as every handler.
+    """
+    if event["kind"] != "retry":
+        return
+    settings = get_settings()
+    connection = get_current_job().connection
+    fields = connection.hgetall(keys.message(event["message"]))
+    if not fields:
+        raise CannotResend(f"message {event['message']} is not registered: nothing to resend")
+    meta, attempts, _ = decode_message(fields)
+    if len(attempts) > event["attempt"]:
+        return
+    if not meta.get("text") or not meta.get("from") or not meta.get("to"):
+        raise CannotResend(f"message {event['message']} was registered without text, from and to")
+    if not settings.vonage_api_key or settings.vonage_api_secret is None:
+        raise CannotResend("the vonage handler needs DLRQ_VONAGE_API_KEY and DLRQ_VONAGE_API_SECRET")
+    form = {
+        "api_key": settings.vonage_api_key,
+        "api_secret": settings.vonage_api_secret.get_secret_value(),
+        "from": meta["from"],
+        "to": meta["to"],
+        "text": meta["text"],
+    }
+    if meta.get("client_ref"):
+        form["client-ref"] = meta["client_ref"]
+    url = f"{settings.vonage_base_url.rstrip('/')}/sms/json"
+    response = httpx.post(url, data=form, timeout=settings.webhook_timeout)
+    response.raise_for_status()
+    sent = {**response.json(), "text": meta["text"], "from": meta["from"], "retry_of": event["message"]}
+    registered = register_sync(connection, parse_send(sent), settings.receipt_timeout, settings.message_ttl)
+    log.info("message %s resent as attempt %d", event["message"], registered.attempt)
+
+
+BUILT_IN: dict[str, Handler] = {"log": log_event, "webhook": post_webhook, "vonage": resend_via_vonage}
