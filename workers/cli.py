@@ -104,6 +104,67 @@ def register(source) -> None:
         raise click.ClickException(f"Redis unreachable at {settings.effective_redis_url}: {exc}") from exc
 
 
+@main.group()
+def failed() -> None:
+    """Jobs that ran out of retries: receipt batches and handler calls."""
+
+
+def failed_registries(settings: Settings) -> list:
+    import redis
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    connection = redis.Redis.from_url(settings.effective_redis_url)
+    return [
+        FailedJobRegistry(queue=Queue(name, connection=connection, serializer=JSONSerializer))
+        for name in (settings.queue, settings.handler_queue)
+    ]
+
+
+@failed.command("list")
+def failed_list() -> None:
+    """One line per failed job: queue, job id, what it was, why it failed."""
+    from rq.job import Job
+
+    for registry in failed_registries(load_settings()):
+        for job_id in registry.get_job_ids():
+            job = Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
+            result = job.latest_result()
+            reason = (result.exc_string or "").strip().splitlines()[-1:] if result else []
+            click.echo(f"{registry.name}\t{job_id}\t{job.description}\t{reason[0] if reason else '?'}")
+
+
+@failed.command("requeue")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Requeue every failed job.")
+def failed_requeue(job_ids: tuple[str, ...], everything: bool) -> None:
+    """Put failed jobs back on their queue (after fixing what made them fail)."""
+    if not job_ids and not everything:
+        raise click.UsageError("name job ids, or --all")
+    count = 0
+    for registry in failed_registries(load_settings()):
+        for job_id in registry.get_job_ids():
+            if everything or job_id in job_ids:
+                registry.requeue(job_id)
+                count += 1
+    click.echo(f"requeued {count} job(s)")
+
+
+@failed.command("purge")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def failed_purge(yes: bool) -> None:
+    """Delete every failed job."""
+    registries = failed_registries(load_settings())
+    total = sum(registry.count for registry in registries)
+    if total and not yes:
+        click.confirm(f"delete {total} failed job(s)?", abort=True)
+    for registry in registries:
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id, delete_job=True)
+    click.echo(f"deleted {total} job(s)")
+
+
 @main.command()
 @click.argument("message_id")
 def show(message_id: str) -> None:

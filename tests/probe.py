@@ -1,0 +1,17 @@
+"""A handler named by dotted path in the tests: it records each call in Redis."""
+
+from __future__ import annotations
+
+import json
+
+from rq import get_current_job
+
+CALLS = "dlrq-test:probe-calls"
+
+
+def record(event: dict) -> None:
+    get_current_job().connection.rpush(CALLS, json.dumps(event))
+
+
+def explode(event: dict) -> None:
+    raise RuntimeError(f"handler down for {event['id']}")

@@ -1,0 +1,65 @@
+"""Events raised in a real server: once each, one handler job per handler; failures visible and requeueable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from rq import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from ingest.settings import Settings
+from workers.dispatch import Dispatcher, handler_job_id
+from workers.events import Event
+
+from .conftest import dlrq_env
+
+pytestmark = pytest.mark.integration
+
+
+def handler_queue(r, settings):
+    return Queue(settings.handler_queue, connection=r, serializer=JSONSerializer)
+
+
+def test_an_event_is_raised_once_with_one_job_per_handler(r, redis_url):
+    settings = Settings(redis_url=redis_url, alert_handlers="log,tests.probe.record")
+    dispatcher = Dispatcher(r, settings)
+    event = Event("permanent_failure:M:1", "permanent_failure", {"message": "M"})
+    assert dispatcher.raise_event(event) is True
+    assert dispatcher.raise_event(event) is False
+    assert Dispatcher(r, settings).raise_event(event) is False, "another worker finds it raised too"
+    queue = handler_queue(r, settings)
+    assert sorted(queue.get_job_ids()) == sorted(handler_job_id(event.id, h) for h in ("log", "tests.probe.record"))
+    job = queue.fetch_job(handler_job_id(event.id, "log"))
+    assert job.args[0]["id"] == event.id and job.args[1] == "log"
+
+
+def test_a_retry_waits_in_rq_schedule_for_its_backoff(r, redis_url):
+    settings = Settings(redis_url=redis_url, retry_handlers="vonage")
+    assert Dispatcher(r, settings).raise_event(Event("retry:M:1", "retry", {"message": "M"}, delay=300))
+    queue = handler_queue(r, settings)
+    assert queue.count == 0
+    assert ScheduledJobRegistry(queue=queue).get_job_ids() == [handler_job_id("retry:M:1", "vonage")]
+
+
+def test_failed_handler_jobs_are_listed_and_requeued_from_the_cli(r, redis_url):
+    settings = Settings(redis_url=redis_url)
+    queue = handler_queue(r, settings)
+    queue.enqueue("workers.handlers.deliver", {"id": "x:1", "kind": "x"}, "tests.probe.explode", job_id="boom")
+    from workers.worker import build_worker
+
+    build_worker(settings).work(burst=True, logging_level="WARNING")
+    assert FailedJobRegistry(queue=queue).get_job_ids() == ["boom"]
+
+    env = dlrq_env(redis_url)
+    listed = subprocess.run([sys.executable, "-m", "workers", "failed", "list"], env=env, capture_output=True,
+                            text=True, check=True).stdout
+    assert "boom" in listed and "handler down for x:1" in listed
+    requeued = subprocess.run([sys.executable, "-m", "workers", "failed", "requeue", "--all"], env=env,
+                              capture_output=True, text=True, check=True).stdout
+    assert "requeued 1" in requeued
+    assert queue.get_job_ids() == ["boom"] and FailedJobRegistry(queue=queue).count == 0
+    assert json.loads(json.dumps(queue.fetch_job("boom").args[0])) == {"id": "x:1", "kind": "x"}
