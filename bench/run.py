@@ -127,7 +127,7 @@ def sustained(url: str, client: redis.Redis, ceiling: float, seconds: float, ste
         for step in range(steps):
             rate = (low + high) / 2 if step else ceiling
             load = wrk(port, seconds, rate=rate, tag=1000 + step, core=None)
-            lag = wait_empty(client, key, 120)
+            lag = wait_empty(client, key, 30)
             kept_up = load.non_2xx == 0 and load.socket_errors == 0 and lag < 0.5
             trials.append({"target": round(rate), "achieved": round(load.rps), "p99_ms": load.p99_ms,
                            "drain_lag_s": round(lag, 2), "kept_up": kept_up})

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .batcher import GroupCommit
-from .enqueue import BatchEnqueuer
+from .enqueue import BatchEnqueuer, Recording
 from .messages import find_message, register
 from .params import parse_json, read_body
 from .receipt import InvalidReceipt, validate
@@ -37,6 +37,13 @@ def redis_client(settings: Settings) -> aioredis.Redis:
         socket_timeout=settings.store_timeout,
         retry=Retry(NoBackoff(), 1),
     )
+
+
+def recording(settings: Settings) -> Recording | None:
+    """DLRQ_RECORD_MAX_LEN=0 or DLRQ_RECORD_MAX_AGE=0 turns the record off."""
+    if not settings.record_max_len or not settings.record_max_age:
+        return None
+    return Recording(settings.record_max_len, settings.record_max_age)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -101,7 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = redis_client(settings)
         commit = GroupCommit(
-            BatchEnqueuer(client, settings.queue, settings.job_timeout),
+            BatchEnqueuer(client, settings.queue, settings.job_timeout, recording(settings)),
             max_size=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000,
             timeout=settings.store_timeout,

@@ -10,7 +10,10 @@ which halves the CPU each write costs the ingest.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 
@@ -21,6 +24,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from .receipt import Receipt
+from .record import Command, record_commands
 
 RUN_COMMANDS = files(__package__).joinpath("lua", "run_commands.lua").read_bytes()
 
@@ -30,9 +34,6 @@ BATCH_RETRY_INTERVALS = [0, 1, 5, 15, 30, 60, 120, 300]
 FAILURE_TTL = 30 * 86_400
 # A finished batch is left to expire: deleting it at once costs RQ seven more round trips.
 FINISHED_TTL = 10
-
-
-Command = tuple[object, ...]
 
 
 class Recorder:
@@ -60,27 +61,45 @@ class Recorder:
         return [args for args, _ in recording.command_stack]
 
 
+@dataclass(frozen=True)
+class Recording:
+    """How much of the record of accepted receipts to keep."""
+
+    max_len: int
+    max_age: int
+
+
 class BatchEnqueuer:
-    def __init__(self, client: aioredis.Redis, queue_name: str, job_timeout: int) -> None:
+    """Store a batch as one RQ job, and (with `recording`) append its receipts to the record, in one call."""
+
+    def __init__(
+        self, client: aioredis.Redis, queue_name: str, job_timeout: int, recording: Recording | None = None
+    ) -> None:
         self._client = client
         self._recorder = Recorder(queue_name)
         self._job_timeout = job_timeout
+        self._recording = recording
         self._run_commands = client.register_script(RUN_COMMANDS)
 
     async def __call__(self, receipts: list[Receipt]) -> str:
         """Store the batch durably; return the job id."""
         if not self._recorder.knows_server:
             self._recorder.set_server_version(str((await self._client.info("server"))["redis_version"]))
+        records = [r.to_record() for r in receipts]
         job = self._recorder.queue.create_job(
             BATCH_JOB,
-            args=([r.to_record() for r in receipts],),
+            args=(records,),
             timeout=self._job_timeout,
             result_ttl=FINISHED_TTL,
             failure_ttl=FAILURE_TTL,
             description=f"dlrq batch of {len(receipts)} receipts",
             retry=Retry(max=len(BATCH_RETRY_INTERVALS), interval=BATCH_RETRY_INTERVALS),
         )
-        await self._run_commands(args=flatten(self._recorder.enqueue(job)))
+        commands = self._recorder.enqueue(job)
+        if self._recording is not None:
+            lines = [json.dumps(record, separators=(",", ":")) for record in records]
+            commands += record_commands(lines, self._recording.max_len, self._recording.max_age, time.time())
+        await self._run_commands(args=flatten(commands))
         return job.id
 
 

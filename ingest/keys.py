@@ -4,6 +4,8 @@ PREFIX = "dlrq:"
 # Sorted set: "<attempt>:<logical id>" scored by the time its receipts are due (receipt_missing);
 # attempt 0 asks for the message's events to be evaluated (its registration may have failed it).
 DEADLINES = f"{PREFIX}deadlines"
+# Stream of every accepted receipt, {"received_at", "params"} as JSON in field "r".
+RECORD = f"{PREFIX}record"
 # Seconds per failure-rate bucket.
 NETWORK_BUCKET = 10
 

@@ -9,11 +9,16 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
 
 from ingest.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from ingest.replay import Summary
 
 
 def load_settings() -> Settings:
@@ -102,6 +107,73 @@ def register(source) -> None:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
     except RedisError as exc:
         raise click.ClickException(f"Redis unreachable at {settings.effective_redis_url}: {exc}") from exc
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here (gzip when the name ends in .gz) instead of stdout.")
+@click.option("--since", default=None, help="Only receipts recorded since this time (ISO 8601, or epoch seconds).")
+def export(output: Path | None, since: str | None) -> None:
+    """Stream the record of accepted receipts as JSONL, oldest first."""
+    import redis
+    from redis.exceptions import RedisError
+
+    from ingest.record import export as write
+    from ingest.record import open_output, parse_since
+
+    settings = load_settings()
+    try:
+        since_ms = parse_since(since) if since else 0
+    except ValueError as exc:
+        raise click.BadParameter(f"{since!r} is neither ISO 8601 nor epoch seconds", param_hint="--since") from exc
+    client = redis.Redis.from_url(settings.effective_redis_url)
+    try:
+        with open_output(output) as out:
+            count = write(client, out, since_ms)
+    except RedisError as exc:
+        raise click.ClickException(f"Redis unreachable at {settings.effective_redis_url}: {exc}") from exc
+    click.echo(f"exported {count} receipts", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "url", default=None, help="POST each receipt to this webhook URL instead of the queue.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Receipts per second.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Requests in flight with --to.")
+@click.option("--batch-size", type=click.IntRange(min=1, max=10_000), default=1000, show_default=True,
+              help="Receipts per queued batch without --to.")
+def replay(files: tuple[Path, ...], url: str | None, rate: float | None, concurrency: int, batch_size: int) -> None:
+    """Replay JSONL files (recorded receipts or plain parameter objects; .gz too).
+
+    Without --to, straight onto the queue through the ingest's batch path (no HTTP, no
+    signature check; nothing is added to the record). Replaying a file twice changes nothing.
+    """
+    from tqdm import tqdm
+
+    from ingest.app import redis_client
+    from ingest.enqueue import BatchEnqueuer
+    from ingest.replay import read_lines, replay_over_http, replay_to_queue, report
+
+    settings = load_settings()
+    lines = read_lines(files)
+
+    async def run() -> Summary:
+        with tqdm(unit=" receipts", unit_scale=True, file=sys.stderr) as bar:
+            if url:
+                return await replay_over_http(lines, url, rate, concurrency, bar.update)
+            client = redis_client(settings)
+            try:
+                enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout)
+                return await replay_to_queue(lines, enqueue, batch_size, rate, bar.update)
+            finally:
+                await client.aclose()
+
+    summary = asyncio.run(run())
+    report(summary)
+    click.echo(summary.line())
+    if summary.failed:
+        sys.exit(1)
 
 
 @main.group()

@@ -76,5 +76,5 @@ class Dispatcher:
             keys=event_keys, args=[event.id, json.dumps(payload), ttl, *flatten(commands)], client=self._connection
         )
         if new:
-            log.info("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
+            log.debug("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
         return bool(new)

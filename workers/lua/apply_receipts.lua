@@ -1,16 +1,20 @@
 -- Apply a batch of receipts atomically.
 -- KEYS[i]: the part key of receipt i.
 -- ARGV[1]: part TTL in seconds. ARGV[2]: prefix of the failure-rate counters, ARGV[3]: the
--- current bucket, ARGV[4]: the counters' TTL. ARGV[4 + i]: receipt i's history entry (JSON).
+-- current bucket, ARGV[4]: buckets in the window, ARGV[5]: the counters' TTL.
+-- ARGV[5 + i]: receipt i's history entry (JSON).
 -- A receipt equal to one the part already holds (same status, err-code, scts,
--- message-timestamp) is a resend: it changes nothing. Returns 1 for each new
--- receipt and 0 for each resend, in order, so running a batch again is a no-op.
--- A new final receipt with a network-code is counted in <prefix><network>:<bucket>
--- (fields total, failed) for the failure-rate alert.
-local ttl, prefix, bucket, bucket_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- message-timestamp) is a resend: it changes nothing. A new final receipt with a
+-- network-code is counted in <prefix><network>:<bucket> (fields total, failed).
+-- Returns {applied, windows}: applied holds 1 for each new receipt and 0 for each
+-- resend, in order, so running a batch again changes nothing; windows holds, for each
+-- network a final receipt of the batch came from, its name, total and failed over the window.
+local ttl, prefix, bucket, buckets = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local counts_ttl = tonumber(ARGV[5])
 local final = {delivered = true, expired = true, failed = true, rejected = true, unknown = true}
 local failed = {expired = true, failed = true, rejected = true}
 local applied = {}
+local networks = {}
 
 local function same(a, b)
   return a.status == b.status
@@ -20,7 +24,13 @@ local function same(a, b)
 end
 
 for i, key in ipairs(KEYS) do
-  local entry = cjson.decode(ARGV[i + 4])
+  local entry = cjson.decode(ARGV[i + 5])
+  local network = entry['network-code']
+  local counted = final[entry.status] and type(network) == 'string' and network ~= ''
+  if counted and not networks[network] then
+    networks[network] = true
+    networks[#networks + 1] = network
+  end
   local raw = redis.call('GET', key)
   local part = raw and cjson.decode(raw) or {}
   local history = part.history or {}
@@ -38,15 +48,27 @@ for i, key in ipairs(KEYS) do
     part.history = history
     redis.call('SET', key, cjson.encode(part), 'EX', ttl)
     applied[i] = 1
-    local network = entry['network-code']
-    if final[entry.status] and type(network) == 'string' and network ~= '' then
+    if counted then
       local counts = prefix .. network .. ':' .. bucket
       redis.call('HINCRBY', counts, 'total', 1)
       if failed[entry.status] then
         redis.call('HINCRBY', counts, 'failed', 1)
       end
-      redis.call('EXPIRE', counts, bucket_ttl)
+      redis.call('EXPIRE', counts, counts_ttl)
     end
   end
 end
-return applied
+
+local windows = {}
+for _, network in ipairs(networks) do
+  local total, failures = 0, 0
+  for b = bucket - buckets + 1, bucket do
+    local counts = redis.call('HMGET', prefix .. network .. ':' .. b, 'total', 'failed')
+    total = total + (tonumber(counts[1]) or 0)
+    failures = failures + (tonumber(counts[2]) or 0)
+  end
+  windows[#windows + 1] = network
+  windows[#windows + 1] = total
+  windows[#windows + 1] = failures
+end
+return {applied, windows}

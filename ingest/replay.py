@@ -1,0 +1,196 @@
+"""Replay receipts from JSONL files: onto the queue through the ingest's own batch path, or over HTTP.
+
+A line is a recorded receipt ({"received_at", "params"}) or a plain parameter object;
+files may be gzipped. Every line is accounted for: accepted, refused (with its reason,
+and for unreadable lines their file and line number), or failed (could not be delivered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.exceptions import RedisError
+
+from .enqueue import BatchEnqueuer
+from .receipt import InvalidReceipt, Receipt, stringify, utc_now_iso, validate
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_REPORTED = 20
+
+
+@dataclass
+class Summary:
+    sent: int = 0
+    accepted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    problems: list[str] = field(default_factory=list)
+    unreported: int = 0
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_REPORTED:
+            self.problems.append(text)
+        else:
+            self.unreported += 1
+
+    def refuse(self, where: str, code: str, detail: str) -> None:
+        self.refused[code] += 1
+        self.problem(f"{where}: refused ({code}): {detail}")
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{code} {n}" for code, n in sorted(self.refused.items()))
+        refused = sum(self.refused.values())
+        return (f"sent {self.sent}, accepted {self.accepted}, refused {refused}"
+                + (f" ({reasons})" if reasons else "") + f", failed {self.failed}")
+
+
+def read_lines(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
+    """(file:line, line) for every non-blank line; gzip is recognised by its magic bytes."""
+    for path in paths:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == GZIP_MAGIC
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    yield f"{path}:{number}", line
+
+
+def parse_line(line: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise InvalidReceipt("bad_json", f"not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidReceipt("not_an_object", "a line must be a JSON object")
+    return obj
+
+
+def to_receipt(obj: dict[str, Any]) -> Receipt:
+    """A recorded receipt keeps its time of arrival; plain parameters arrive now."""
+    if isinstance(obj.get("params"), dict) and "received_at" in obj:
+        return Receipt.from_record(obj)
+    return Receipt(validate(stringify(obj)), utc_now_iso())
+
+
+def to_params(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["params"] if isinstance(obj.get("params"), dict) and "received_at" in obj else obj
+
+
+async def replay_to_queue(
+    lines: Iterable[tuple[str, bytes]],
+    enqueue: BatchEnqueuer,
+    batch_size: int,
+    rate: float | None = None,
+    progress: Callable[[int], object] = lambda n: None,
+) -> Summary:
+    """Validate as the ingest does (no signature check: the receipts were checked when recorded).
+
+    Paced to `rate`, a batch holds at most a tenth of a second's receipts.
+    """
+    summary = Summary()
+    batch: list[Receipt] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    if rate:
+        batch_size = max(1, min(batch_size, int(rate / 10)))
+
+    async def flush() -> None:
+        summary.sent += len(batch)
+        try:
+            await enqueue(batch)
+            summary.accepted += len(batch)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            summary.failed += len(batch)
+            summary.problem(f"{len(batch)} receipts not stored: {exc}")
+        progress(len(batch))
+        batch.clear()
+
+    for where, line in lines:
+        try:
+            receipt = to_receipt(parse_line(line))
+        except InvalidReceipt as exc:
+            summary.refuse(where, exc.code, exc.detail)
+            progress(1)
+            continue
+        if rate:
+            await asyncio.sleep(max(0.0, start + (summary.sent + len(batch)) / rate - loop.time()))
+        batch.append(receipt)
+        if len(batch) >= batch_size:
+            await flush()
+    if batch:
+        await flush()
+    return summary
+
+
+async def replay_over_http(
+    lines: Iterable[tuple[str, bytes]],
+    url: str,
+    rate: float | None,
+    concurrency: int,
+    progress: Callable[[int], object] = lambda n: None,
+) -> Summary:
+    """POST each receipt as JSON, at most `concurrency` at a time, paced to `rate` per second."""
+    summary = Summary()
+    slots = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(http: httpx.AsyncClient, where: str, params: dict[str, Any]) -> None:
+        try:
+            response = await http.post(url, json=params)
+            if response.is_success:
+                summary.accepted += 1
+            elif 400 <= response.status_code < 500:
+                code = _error_code(response)
+                summary.refuse(where, code, f"HTTP {response.status_code}")
+            else:
+                summary.failed += 1
+                summary.problem(f"{where}: failed: HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            summary.failed += 1
+            summary.problem(f"{where}: failed: {exc!r}")
+        finally:
+            slots.release()
+            progress(1)
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as http:
+        start = loop.time()
+        for where, line in lines:
+            try:
+                params = to_params(parse_line(line))
+            except InvalidReceipt as exc:
+                summary.refuse(where, exc.code, exc.detail)
+                progress(1)
+                continue
+            if rate:
+                await asyncio.sleep(max(0.0, start + summary.sent / rate - loop.time()))
+            await slots.acquire()
+            summary.sent += 1
+            task = asyncio.create_task(post(http, where, params))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+    return summary
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return f"http_{response.status_code}"
+
+
+def report(summary: Summary) -> None:
+    for problem in summary.problems:
+        print(problem, file=sys.stderr)
+    if summary.unreported:
+        print(f"... and {summary.unreported} more", file=sys.stderr)
