@@ -40,10 +40,10 @@ def redis_client(settings: Settings) -> aioredis.Redis:
 
 
 def recording(settings: Settings) -> Recording | None:
-    """DLRQ_RECORD_MAX_LEN=0 or DLRQ_RECORD_MAX_AGE=0 turns the record off."""
-    if not settings.record_max_len or not settings.record_max_age:
+    """DLRQ_RECORD_MAX_BATCHES=0 or DLRQ_RECORD_MAX_AGE=0 turns the record off."""
+    if not settings.record_max_batches or not settings.record_max_age:
         return None
-    return Recording(settings.record_max_len, settings.record_max_age)
+    return Recording(settings.record_max_batches, settings.record_max_age)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -10,7 +10,6 @@ which halves the CPU each write costs the ingest.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from .receipt import Receipt
-from .record import Command, record_commands
+from .record import Command, jsonl, record_commands
 
 RUN_COMMANDS = files(__package__).joinpath("lua", "run_commands.lua").read_bytes()
 
@@ -65,7 +64,7 @@ class Recorder:
 class Recording:
     """How much of the record of accepted receipts to keep."""
 
-    max_len: int
+    max_batches: int
     max_age: int
 
 
@@ -97,8 +96,8 @@ class BatchEnqueuer:
         )
         commands = self._recorder.enqueue(job)
         if self._recording is not None:
-            lines = [json.dumps(record, separators=(",", ":")) for record in records]
-            commands += record_commands(lines, self._recording.max_len, self._recording.max_age, time.time())
+            lines = jsonl(records)
+            commands += record_commands(lines, self._recording.max_batches, self._recording.max_age, time.time())
         await self._run_commands(args=flatten(commands))
         return job.id
 

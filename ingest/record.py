@@ -1,15 +1,18 @@
 """The record of accepted receipts: a Redis stream written with each batch, exported as JSONL.
 
-Each entry holds one receipt in the contract's recorded shape ({"received_at", "params"}),
-added by the same Lua call that enqueues its batch, so recording costs no round trip and
-a receipt is recorded exactly when it is acknowledged. The stream's ids are the times
-Redis took the entries, which `--since` filters on.
+Each entry holds one batch: its receipts in the contract's recorded shape
+({"received_at", "params"}), one JSON line each. It is added by the same Lua call that
+enqueues the batch, so recording costs no round trip (one entry per batch, not per
+receipt, keeps its cost small) and a receipt is recorded exactly when it is
+acknowledged. The stream's ids are the times Redis took the entries, which `--since`
+filters on.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,12 +27,16 @@ FIELD = "r"
 EXPORT_CHUNK = 1000
 
 
-def record_commands(records_json: list[str], max_len: int, max_age: int, now: float) -> list[Command]:
-    """Append the receipts, then trim by count and by age (both approximate: whole nodes)."""
-    commands: list[Command] = [("XADD", keys.RECORD, "*", FIELD, record) for record in records_json]
-    commands.append(("XTRIM", keys.RECORD, "MAXLEN", "~", max_len))
-    commands.append(("XTRIM", keys.RECORD, "MINID", "~", int((now - max_age) * 1000)))
-    return commands
+def record_commands(lines: bytes, max_batches: int, max_age: int, now: float) -> list[Command]:
+    """Append a batch (JSON lines), trimmed by count and by age (both approximate: whole nodes)."""
+    return [
+        ("XADD", keys.RECORD, "MAXLEN", "~", max_batches, "*", FIELD, lines),
+        ("XTRIM", keys.RECORD, "MINID", "~", int((now - max_age) * 1000)),
+    ]
+
+
+def jsonl(records: list[dict]) -> bytes:
+    return "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records).encode()
 
 
 def parse_since(text: str) -> int:
@@ -45,12 +52,12 @@ def parse_since(text: str) -> int:
 
 
 def read_record(client: redis.Redis, since_ms: int = 0) -> Iterator[bytes]:
-    """Every recorded receipt since `since_ms`, oldest first, a chunk at a time."""
+    """Every recorded receipt since `since_ms` as a JSON line, oldest first, a chunk of batches at a time."""
     start = f"{since_ms}-0"
     while True:
         entries = client.xrange(keys.RECORD, min=start, max="+", count=EXPORT_CHUNK)
         for _, fields in entries:
-            yield fields[FIELD.encode()]
+            yield from fields[FIELD.encode()].splitlines()
         if len(entries) < EXPORT_CHUNK:
             return
         start = "(" + entries[-1][0].decode()

@@ -44,10 +44,12 @@ class Settings(BaseSettings):
     retry_after: int = Field(5, ge=1)
     job_timeout: int = Field(30, ge=1)
     maintenance_interval: int = Field(15, ge=1)
-    record_max_len: int = Field(1_000_000, ge=0)
+    record_max_batches: int = Field(100_000, ge=0)
     record_max_age: int = Field(86_400, ge=0)
 
     log_level: str = "INFO"
+    # Phone numbers are masked in logs unless this is set (for debugging).
+    log_phone_numbers: bool = False
 
     # Handlers: built-in names (log, webhook, vonage) or dotted paths to callables.
     alert_handlers: CommaList = ("log",)
