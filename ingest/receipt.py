@@ -13,6 +13,10 @@ from functools import lru_cache
 from typing import Any
 
 REQUIRED = ("messageId", "status")
+# Vonage sends about fifteen short fields; anything far beyond is not a receipt.
+MAX_FIELDS = 100
+MAX_NAME_LENGTH = 64
+MAX_VALUE_LENGTH = 1024
 # Never kept with a part's history: they authenticate one delivery attempt
 # of a receipt, not the receipt itself.
 TRANSPORT_FIELDS = frozenset({"timestamp", "nonce", "sig", "api-key"})
@@ -89,6 +93,13 @@ def _is_utf8(text: str) -> bool:
 
 
 def validate(params: dict[str, str]) -> dict[str, str]:
+    if len(params) > MAX_FIELDS:
+        raise InvalidReceipt("malformed_field", f"{len(params)} fields; a receipt has at most {MAX_FIELDS}")
+    for name, value in params.items():
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidReceipt("malformed_field", f"a field name is over {MAX_NAME_LENGTH} characters")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise InvalidReceipt("malformed_field", f"field {name!r} is over {MAX_VALUE_LENGTH} characters")
     for name in REQUIRED:
         if not params.get(name):
             raise InvalidReceipt("missing_field", f"{name} is required and must not be empty")

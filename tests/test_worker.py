@@ -4,7 +4,9 @@ import asyncio
 import json
 
 import pytest
+from rq import Retry
 from rq.job import Job
+from rq.registry import FailedJobRegistry
 from starlette.testclient import TestClient
 
 from ingest import keys
@@ -97,9 +99,19 @@ def test_part_records_expire_after_retention(settings, r):
 
 def test_malformed_batch_fails_with_a_reason_and_does_not_block_the_next(settings, r):
     queue = queue_of(r, settings)
-    bad = queue.enqueue("workers.batch.apply_batch", [{"params": {"status": "delivered"}, "received_at": "x"}])
+    good = {"params": DOCS_ACCEPTED, "received_at": "2020-01-01T00:00:00.000Z"}
+    bad = queue.enqueue(
+        "workers.batch.apply_batch",
+        [good, {"params": {"status": "delivered"}, "received_at": "x"}, {"params": {"messageId": ["nested"]}}],
+        retry=Retry(max=5, interval=[0]),
+    )
+    junk = queue.enqueue("workers.batch.apply_batch", "not a list")
     post_all(settings, [DOCS_DELIVERED])
     drain(settings)
-    assert bad.get_status(refresh=True) == "failed"
-    assert "messageId is required" in bad.latest_result().exc_string
-    assert message(settings, DOCS_DELIVERED["messageId"])["status"] == "delivered"
+    assert bad.get_status(refresh=True) == "failed" and junk.get_status(refresh=True) == "failed"
+    reason = bad.latest_result().exc_string
+    assert "record 1: missing_field: messageId is required" in reason and "record 2: malformed_record" in reason
+    assert "not a list" not in reason and "a batch is a list" in junk.latest_result().exc_string
+    assert FailedJobRegistry(queue=queue).count == 2, "no retries: it would fail the same way"
+    assert [h["status"] for h in message(settings, DOCS_DELIVERED["messageId"])["parts"][0]["history"]] == [
+        "accepted", "delivered"], "the valid receipt in the malformed batch was applied, the next batch too"

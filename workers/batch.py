@@ -12,7 +12,7 @@ import redis
 from rq import get_current_job
 
 from ingest import keys
-from ingest.receipt import Receipt, history_entry
+from ingest.receipt import InvalidReceipt, Receipt, history_entry
 from ingest.settings import Settings, get_settings
 from ingest.status import FAILED
 
@@ -22,19 +22,44 @@ from .react import Window, react
 log = logging.getLogger("dlrq.worker")
 
 
+class MalformedBatch(ValueError):
+    """A job that is not a batch of recorded receipts: it would fail the same way every time."""
+
+
 def apply_batch(records: list[dict[str, Any]]) -> dict[str, int]:
     """Idempotent: a batch run again after a crash finds every receipt already applied,
-    and raises no event twice (events are named by their cause)."""
-    if not isinstance(records, list):
-        raise TypeError(f"a batch is a list of recorded receipts, not {type(records).__name__}")
-    receipts = [Receipt.from_record(record) for record in records]
-    settings = get_settings()
-    connection = get_current_job().connection
-    applied = apply(connection, receipts, settings)
-    new = sum(applied.flags)
-    react(connection, settings, failed_parts(receipts), applied.windows, time.time())
+    and raises no event twice (events are named by their cause).
+
+    A malformed batch (put on the queue by something other than dlrq) applies what is
+    valid in it, then fails at once, without RQ's retries, naming what is not.
+    """
+    job = get_current_job()
+    receipts, problems = parse_batch(records)
+    if receipts:
+        settings = get_settings()
+        applied = apply(job.connection, receipts, settings)
+        react(job.connection, settings, failed_parts(receipts), applied.windows, time.time())
+        new = sum(applied.flags)
+    else:
+        new = 0
+    if problems:
+        job.retries_left = 0
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise MalformedBatch("; ".join(problems[:10]) + more)
     log.debug("batch applied: %d new, %d resends", new, len(receipts) - new)
     return {"new": new, "resends": len(receipts) - new}
+
+
+def parse_batch(records: Any) -> tuple[list[Receipt], list[str]]:
+    if not isinstance(records, list):
+        return [], [f"a batch is a list of recorded receipts, not {type(records).__name__}"]
+    receipts, problems = [], []
+    for i, record in enumerate(records):
+        try:
+            receipts.append(Receipt.from_record(record))
+        except InvalidReceipt as exc:
+            problems.append(f"record {i}: {exc.code}: {exc.detail}")
+    return receipts, problems
 
 
 @dataclass(frozen=True)

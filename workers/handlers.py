@@ -53,7 +53,8 @@ def mask(number: Any) -> Any:
 
 
 def log_event(event: dict[str, Any]) -> None:
-    shown = {k: mask(v) if k in ("to", "msisdn") else v for k, v in event.items()}
+    full = get_settings().log_phone_numbers
+    shown = {k: mask(v) if k in ("to", "msisdn") and not full else v for k, v in event.items()}
     log.warning("%s: %s", event["kind"], json.dumps(shown, sort_keys=True))
 
 

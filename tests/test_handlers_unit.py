@@ -1,0 +1,35 @@
+import logging
+
+from ingest.settings import get_settings
+from workers.handlers import log_event, mask, resolve, sign
+
+
+def test_phone_numbers_are_masked_in_logs_unless_asked_for(caplog, monkeypatch):
+    event = {"id": "permanent_failure:M:1", "kind": "permanent_failure", "to": "447700900123", "message": "M"}
+    with caplog.at_level(logging.WARNING, logger="dlrq.handlers"):
+        log_event(event)
+    assert "447700900123" not in caplog.text and "**********23" in caplog.text
+    monkeypatch.setenv("DLRQ_LOG_PHONE_NUMBERS", "true")
+    get_settings.cache_clear()
+    try:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dlrq.handlers"):
+            log_event(event)
+        assert "447700900123" in caplog.text
+    finally:
+        get_settings.cache_clear()
+
+
+def test_mask_keeps_only_the_last_two_digits():
+    assert mask("447700900123") == "**********23" and mask(None) is None and mask("") == ""
+
+
+def test_handlers_resolve_by_name_or_dotted_path():
+    assert resolve("log") is log_event
+    assert resolve("workers.handlers:sign") is sign and resolve("workers.handlers.sign") is sign
+
+
+def test_webhook_signature_is_hmac_sha256_of_the_body():
+    # RFC 4231 test case 2.
+    assert sign(b"what do ya want for nothing?", "Jefe") == (
+        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
