@@ -7,6 +7,7 @@ import hmac
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .batcher import GroupCommit
 from .enqueue import BatchEnqueuer, Recording
@@ -26,7 +28,7 @@ from .receipt import InvalidReceipt, validate
 from .registration import parse_send
 from .settings import Settings, get_settings
 from .signature import Unauthorized, verify
-from .webhook import METHODS, Webhook, error
+from .webhook import Webhook, error
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -44,6 +46,26 @@ def recording(settings: Settings) -> Recording | None:
     if not settings.record_max_batches or not settings.record_max_age:
         return None
     return Recording(settings.record_max_batches, settings.record_max_age)
+
+
+class Ingest(Starlette):
+    """Starlette, except that the webhook's requests skip its middleware and router.
+
+    They are nearly all the traffic, and matching routes and wrapping middleware cost
+    a tenth of what the ingest spends on a receipt.
+    """
+
+    def __init__(self, webhook_path: str, webhook: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._webhook_path = webhook_path
+        self._webhook = webhook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self._webhook_path:
+            scope["app"] = self
+            await self._webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -126,11 +148,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await commit.close()
             await client.aclose()
 
+    webhook = Webhook(check, settings.ack_status, settings.retry_after)
     routes = [
-        Route(settings.webhook_path, Webhook(check, settings.ack_status, settings.retry_after), methods=list(METHODS)),
         Route("/messages", register_send, methods=["POST"]),
         Route("/messages/{id}", message, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    return Ingest(settings.webhook_path, webhook, routes=routes, lifespan=lifespan,
+                  exception_handlers={HTTPException: http_error})
