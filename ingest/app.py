@@ -7,9 +7,11 @@ import hmac
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -20,11 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import keys
 from .batcher import GroupCommit
 from .enqueue import BatchEnqueuer, Recording
 from .messages import find_message, register
+from .metrics import IngestMetrics, QueueKeys, exposition, read_deployment
 from .params import parse_json, read_body
-from .receipt import InvalidReceipt, validate
+from .receipt import InvalidReceipt, Receipt, validate
 from .registration import parse_send
 from .settings import Settings, get_settings
 from .signature import Unauthorized, verify
@@ -73,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     secret = settings.signature_secret.get_secret_value() if settings.signature_secret else None
     token = settings.api_token.get_secret_value().encode() if settings.api_token else None
     unavailable_headers = {"Retry-After": str(settings.retry_after)}
+    metrics = IngestMetrics()
+    queues = [QueueKeys(settings.queue), QueueKeys(settings.handler_queue)]
 
     def check(params: dict[str, str]) -> dict[str, str]:
         if secret is not None:
@@ -115,11 +121,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        """Ready when a write succeeds: Redis answering is not enough if it refuses writes
+        (out of memory, a failing disk, a read-only replica)."""
         try:
-            await request.app.state.redis.ping()
+            await request.app.state.redis.set(keys.READY, str(time.time()), ex=60)
         except RedisError as exc:
-            return error(503, "storage_unavailable", f"Redis is unreachable: {exc}", unavailable_headers)
+            return error(503, "storage_unavailable", f"Redis cannot take writes: {exc}", unavailable_headers)
         return JSONResponse({"status": "ready"})
+
+    async def metrics_text(request: Request) -> Response:
+        if not authorised(request):
+            return error(401, "unauthorized", "send Authorization: Bearer <DLRQ_API_TOKEN>")
+        state = await read_deployment(request.app.state.redis, queues, datetime.now(timezone.utc))
+        return Response(exposition(metrics, state), media_type=CONTENT_TYPE_LATEST)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -129,8 +143,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = redis_client(settings)
+        enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout, recording(settings))
+
+        async def write(receipts: list[Receipt]) -> str:
+            batch_id = await enqueue(receipts)
+            metrics.batch_size.observe(len(receipts))
+            return batch_id
+
         commit = GroupCommit(
-            BatchEnqueuer(client, settings.queue, settings.job_timeout, recording(settings)),
+            write,
             max_size=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000,
             timeout=settings.store_timeout,
@@ -148,12 +169,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await commit.close()
             await client.aclose()
 
-    webhook = Webhook(check, settings.ack_status, settings.retry_after)
+    webhook = Webhook(check, settings.ack_status, settings.retry_after, metrics)
     routes = [
         Route("/messages", register_send, methods=["POST"]),
         Route("/messages/{id}", message, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
     ]
     return Ingest(settings.webhook_path, webhook, routes=routes, lifespan=lifespan,
                   exception_handlers={HTTPException: http_error})

@@ -13,11 +13,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from .receipt import Receipt
+from .receipt import Receipt, receipt_id
 
 log = logging.getLogger("dlrq.ingest")
 
-Write = Callable[[list[Receipt]], Awaitable[object]]
+# Stores a batch; returns its id (the RQ job's).
+Write = Callable[[list[Receipt]], Awaitable[str]]
 
 
 # Loop turns without a new receipt after which a batch is written: a request takes
@@ -35,7 +36,7 @@ class GroupCommit:
         self._max_size = max_size
         self._max_wait = max_wait
         self._timeout = timeout
-        self._pending: list[tuple[Receipt, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Receipt, asyncio.Future[str]]] = []
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -44,16 +45,16 @@ class GroupCommit:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="dlrq-group-commit")
 
-    async def submit(self, receipt: Receipt) -> None:
-        """Return once the receipt is durably stored; raise StorageUnavailable otherwise."""
+    async def submit(self, receipt: Receipt) -> str:
+        """Return the receipt's id once it is durably stored; raise StorageUnavailable otherwise."""
         if self._closing:
             raise StorageUnavailable("shutting down")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.append((receipt, future))
         self._arrived.set()
         if len(self._pending) >= self._max_size:
             self._full.set()
-        await future
+        return await future
 
     async def close(self) -> None:
         """Refuse new receipts, then store every one already taken."""
@@ -62,7 +63,7 @@ class GroupCommit:
         if self._task is not None:
             await self._task
 
-    def _take(self) -> list[tuple[Receipt, asyncio.Future[None]]]:
+    def _take(self) -> list[tuple[Receipt, asyncio.Future[str]]]:
         batch, self._pending = self._pending[: self._max_size], self._pending[self._max_size :]
         if not self._pending:
             self._arrived.clear()
@@ -92,9 +93,9 @@ class GroupCommit:
             await asyncio.sleep(0)
             quiet = quiet + 1 if len(self._pending) == before else 0
 
-    async def _flush(self, batch: list[tuple[Receipt, asyncio.Future[None]]]) -> None:
+    async def _flush(self, batch: list[tuple[Receipt, asyncio.Future[str]]]) -> None:
         try:
-            await asyncio.wait_for(self._write([receipt for receipt, _ in batch]), self._timeout)
+            batch_id = await asyncio.wait_for(self._write([receipt for receipt, _ in batch]), self._timeout)
         except Exception as exc:  # any failure to store must become a 503, never a lost ack
             log.warning("storing a batch of %d receipts failed: %s", len(batch), exc or type(exc).__name__)
             error = StorageUnavailable(str(exc) or type(exc).__name__)
@@ -102,6 +103,6 @@ class GroupCommit:
                 if not future.done():
                     future.set_exception(error)
             return
-        for _, future in batch:
+        for index, (_, future) in enumerate(batch):
             if not future.done():
-                future.set_result(None)
+                future.set_result(receipt_id(batch_id, index))

@@ -22,6 +22,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from . import keys
 from .receipt import Receipt
 from .record import Command, jsonl, record_commands
 
@@ -94,12 +95,19 @@ class BatchEnqueuer:
             description=f"dlrq batch of {len(receipts)} receipts",
             retry=Retry(max=len(BATCH_RETRY_INTERVALS), interval=BATCH_RETRY_INTERVALS),
         )
-        commands = self._recorder.enqueue(job)
+        now = time.time()
+        commands = self._recorder.enqueue(job) + rate_commands("accepted", len(receipts), now)
         if self._recording is not None:
             lines = jsonl(records)
-            commands += record_commands(lines, self._recording.max_batches, self._recording.max_age, time.time())
+            commands += record_commands(lines, self._recording.max_batches, self._recording.max_age, now)
         await self._run_commands(args=flatten(commands))
         return job.id
+
+
+def rate_commands(field: str, n: int, now: float) -> list[Command]:
+    """Count n receipts in this moment's throughput bucket (read by `dlrq stats`)."""
+    key = keys.rate(int(now // keys.RATE_BUCKET))
+    return [("HINCRBY", key, field, n), ("EXPIRE", key, keys.RATE_TTL)]
 
 
 def flatten(commands: Iterable[Command]) -> list[object]:

@@ -8,6 +8,20 @@ DEADLINES = f"{PREFIX}deadlines"
 RECORD = f"{PREFIX}record"
 # Seconds per failure-rate bucket.
 NETWORK_BUCKET = 10
+# Hash of counters every process adds to (receipts:new|resend, batches, status:<status>,
+# events:<kind>, handler:<name>:ok|error): one total for the whole deployment, which
+# /metrics and `dlrq stats` read.
+COUNTERS = f"{PREFIX}counters"
+# Throughput: a hash per RATE_BUCKET seconds (accepted by the ingest; new and resend by
+# the workers), kept RATE_TTL seconds, for `dlrq stats`.
+RATE_BUCKET = 10
+RATE_TTL = 3600
+# Written by /readyz: the queue is writable only if this is.
+READY = f"{PREFIX}ready"
+
+
+def rate(bucket: int) -> str:
+    return f"{PREFIX}rate:{bucket}"
 
 
 def part(message_id: str) -> str:

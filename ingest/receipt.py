@@ -52,6 +52,12 @@ class Receipt:
         return cls(params=validate(stringify(record["params"])), received_at=received_at)
 
 
+def receipt_id(batch_id: str, index: int) -> str:
+    """A receipt's request id: its batch's job id and its place in the batch, so the
+    ingest and the worker name it alike without storing anything more."""
+    return f"{batch_id}:{index}"
+
+
 def utc_now_iso() -> str:
     """ISO 8601 UTC with milliseconds, as in the contract's examples."""
     return iso_from_epoch(time.time())

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     record_max_age: int = Field(86_400, ge=0)
 
     log_level: str = "INFO"
+    # auto: readable text on a terminal, one JSON object a line otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
     # Phone numbers are masked in logs unless this is set (for debugging).
     log_phone_numbers: bool = False
 

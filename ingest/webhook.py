@@ -6,6 +6,8 @@ than reading the receipt does; every other route uses them.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect
@@ -13,11 +15,15 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from .batcher import StorageUnavailable
+from .metrics import IngestMetrics
 from .params import request_params
 from .receipt import InvalidReceipt, Receipt, utc_now_iso
 
 METHODS = ("GET", "POST")
 ALLOW = {"Allow": ", ".join(METHODS)}
+REQUEST_ID = b"x-request-id"
+
+log = logging.getLogger("dlrq.ingest")
 
 
 def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -25,25 +31,41 @@ def error(status: int, code: str, detail: str, headers: dict[str, str] | None = 
 
 
 class Webhook:
-    def __init__(self, check: Callable[[dict[str, str]], dict[str, str]], ack_status: int, retry_after: int) -> None:
+    """Refusals are counted, not logged above DEBUG: anyone can send them, as fast as they like."""
+
+    def __init__(self, check: Callable[[dict[str, str]], dict[str, str]], ack_status: int, retry_after: int,
+                 metrics: IngestMetrics) -> None:
         self._check = check
-        self._ack = {"type": "http.response.start", "status": ack_status,
-                     "headers": [] if ack_status == 204 else [(b"content-length", b"0")]}
+        self._ack_status = ack_status
+        self._ack_headers = [] if ack_status == 204 else [(b"content-length", b"0")]
         self._unavailable = {"Retry-After": str(retry_after)}
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         if scope["method"] not in METHODS:
-            return await error(405, "method_not_allowed", "use GET or POST", ALLOW)(scope, receive, send)
+            return await self._refuse(405, "method_not_allowed", "use GET or POST", ALLOW)(scope, receive, send)
         try:
             params = self._check(await request_params(scope, receive))
         except InvalidReceipt as exc:
-            return await error(exc.http_status, exc.code, exc.detail)(scope, receive, send)
+            return await self._refuse(exc.http_status, exc.code, exc.detail)(scope, receive, send)
         except ClientDisconnect:
             return None
         try:
-            await scope["app"].state.commit.submit(Receipt(params, utc_now_iso()))
+            request_id = await scope["app"].state.commit.submit(Receipt(params, utc_now_iso()))
         except StorageUnavailable:
-            response = error(503, "storage_unavailable", "receipt not stored; send it again", self._unavailable)
+            response = self._refuse(503, "storage_unavailable", "receipt not stored; send it again", self._unavailable)
             return await response(scope, receive, send)
-        await send(self._ack)
+        headers = [*self._ack_headers, (REQUEST_ID, request_id.encode())]
+        await send({"type": "http.response.start", "status": self._ack_status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+        self._metrics.accepted(params["status"])
+        self._metrics.ack_seconds.observe(time.perf_counter() - started)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("receipt %s accepted: message %s %s", request_id, params["messageId"], params["status"],
+                      extra={"request_id": request_id, "message_id": params["messageId"], "status": params["status"]})
+
+    def _refuse(self, status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        self._metrics.refused(reason)
+        log.debug("request refused: %s: %s", reason, detail, extra={"reason": reason})
+        return error(status, reason, detail, headers)

@@ -12,7 +12,7 @@ import redis
 from rq import get_current_job
 
 from ingest import keys
-from ingest.receipt import InvalidReceipt, Receipt, history_entry
+from ingest.receipt import InvalidReceipt, Receipt, history_entry, receipt_id
 from ingest.settings import Settings, get_settings
 from ingest.status import FAILED
 
@@ -34,32 +34,44 @@ def apply_batch(records: list[dict[str, Any]]) -> dict[str, int]:
     valid in it, then fails at once, without RQ's retries, naming what is not.
     """
     job = get_current_job()
-    receipts, problems = parse_batch(records)
+    numbered, problems = parse_batch(records)
+    receipts = [receipt for _, receipt in numbered]
+    new = 0
     if receipts:
         settings = get_settings()
         applied = apply(job.connection, receipts, settings)
-        react(job.connection, settings, failed_parts(receipts), applied.windows, time.time())
         new = sum(applied.flags)
-    else:
-        new = 0
+        if log.isEnabledFor(logging.DEBUG):
+            for (index, receipt), flag in zip(numbered, applied.flags):
+                log_receipt(receipt_id(job.id, index), receipt, "applied" if flag else "resend")
+        react(job.connection, settings, failed_parts(receipts), applied.windows, time.time())
     if problems:
         job.retries_left = 0
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise MalformedBatch("; ".join(problems[:10]) + more)
-    log.debug("batch applied: %d new, %d resends", new, len(receipts) - new)
+    log.debug("batch %s applied: %d new, %d resends", job.id, new, len(receipts) - new,
+             extra={"batch": job.id, "new": new, "resends": len(receipts) - new})
     return {"new": new, "resends": len(receipts) - new}
 
 
-def parse_batch(records: Any) -> tuple[list[Receipt], list[str]]:
+def log_receipt(request_id: str, receipt: Receipt, outcome: str) -> None:
+    """The ingest logged the same request id when it acknowledged the receipt."""
+    message_id, status = receipt.params["messageId"], receipt.params["status"]
+    log.debug("receipt %s %s: message %s %s", request_id, outcome, message_id, status,
+              extra={"request_id": request_id, "outcome": outcome, "message_id": message_id, "status": status})
+
+
+def parse_batch(records: Any) -> tuple[list[tuple[int, Receipt]], list[str]]:
+    """The valid receipts with their places in the batch, and what is wrong with the rest."""
     if not isinstance(records, list):
         return [], [f"a batch is a list of recorded receipts, not {type(records).__name__}"]
-    receipts, problems = [], []
+    numbered, problems = [], []
     for i, record in enumerate(records):
         try:
-            receipts.append(Receipt.from_record(record))
+            numbered.append((i, Receipt.from_record(record)))
         except InvalidReceipt as exc:
             problems.append(f"record {i}: {exc.code}: {exc.detail}")
-    return receipts, problems
+    return numbered, problems
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,9 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
             int(now // keys.NETWORK_BUCKET),
             buckets,
             (buckets + 1) * keys.NETWORK_BUCKET,
+            keys.COUNTERS,
+            keys.rate(int(now // keys.RATE_BUCKET)),
+            keys.RATE_TTL,
             *(json.dumps(history_entry(r)) for r in receipts),
         ],
         client=connection,

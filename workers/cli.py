@@ -29,12 +29,22 @@ def load_settings() -> Settings:
         raise click.ClickException(f"bad setting: {problems}") from exc
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Fields the JSON lines carry besides those a call passes in `extra` (request_id, ...).
+JSON_FIELDS = ["levelname", "name", "message", "process"]
+
+
 def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    as_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
+    if as_json:
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "name": "logger"},
+                                           timestamp=True))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
 
 
 @click.group()
@@ -60,6 +70,8 @@ def ingest() -> None:
         # The access log would print query strings, and GET receipts carry phone numbers in them.
         access_log=False,
         log_level=settings.log_level.lower(),
+        # Uvicorn's own lines go through the handler set up above (JSON or text).
+        log_config=None,
         lifespan="on",
     )
 

@@ -66,6 +66,7 @@ class Dispatcher:
                 retry=Retry(max=len(HANDLER_RETRY_INTERVALS), interval=HANDLER_RETRY_INTERVALS),
             )
             commands += self._recorder.enqueue(job, at)
+        commands.append(("HINCRBY", keys.COUNTERS, f"events:{event.kind}", 1))
         if event.kind == FAILURE_RATE:
             guard = keys.cooldown(FAILURE_RATE, payload["network_code"])
             ttl = self._settings.failure_rate_cooldown

@@ -35,7 +35,14 @@ class CannotResend(Exception):
 
 
 def deliver(event: dict[str, Any], handler: str) -> None:
-    resolve(handler)(event)
+    """Counts each call's outcome (handler:<name>:ok|error); an error is raised on for RQ to retry."""
+    connection = get_current_job().connection
+    try:
+        resolve(handler)(event)
+    except Exception:
+        connection.hincrby(keys.COUNTERS, f"handler:{handler}:error", 1)
+        raise
+    connection.hincrby(keys.COUNTERS, f"handler:{handler}:ok", 1)
 
 
 def resolve(name: str) -> Handler:
