@@ -61,6 +61,11 @@ def ingest() -> None:
 
     settings = load_settings()
     setup_logging(settings)
+    # Uvicorn stops accepting on SIGTERM/SIGINT, answers the requests it holds, stores every
+    # batch begun (lifespan shutdown), then raises the signal again. By then stopping is
+    # clean, so that second signal is let pass and the exit status is 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -74,6 +79,7 @@ def ingest() -> None:
         log_config=None,
         lifespan="on",
     )
+    logging.getLogger("dlrq.ingest").info("stopped: every acknowledged receipt is stored")
 
 
 @main.command()

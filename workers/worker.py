@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 from redis.client import Pipeline
@@ -11,6 +13,7 @@ from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import as_text
 from rq.worker import WorkerStatus
 
 from ingest.settings import Settings
@@ -24,6 +27,36 @@ ABANDON_MARGIN = 10
 # RQ heartbeats the worker three times around every job, three round trips each;
 # one a second keeps its key alive just as well (its TTL is 40 s or more).
 HEARTBEAT_EVERY = 1.0
+# Longest wait for a job before looking again at a stop request (and at the handler queue).
+WAIT_AT_MOST = 1
+
+
+class TakeThroughIntermediate(Queue):
+    """Every job is taken by moving it to its queue's intermediate list, as RQ does for a
+    worker of one queue only.
+
+    With several queues RQ pops the job (BLPOP): a worker that stops or dies between that
+    pop and registering the job as started loses it, receipts and all. A job in an
+    intermediate list is found by RQ's maintenance and run again (batches are idempotent).
+    Waiting blocks on the first queue (receipts); the others are looked at between waits.
+    """
+
+    @classmethod
+    def dequeue_any(cls, queues: Iterable[Queue], timeout: int | None, connection: redis.Redis,  # type: ignore[override]
+                    job_class: type[Job] | None = None, serializer: Any = None,
+                    death_penalty_class: Any = None) -> tuple[Job, Queue] | None:
+        queues = list(queues)
+        while True:
+            taken = next((t for t in (cls.lmove(connection, q.key, None) for q in queues) if t is not None), None)
+            if taken is None:
+                if timeout is None:
+                    return None
+                taken = cls.lmove(connection, queues[0].key, timeout)  # DequeueTimeout when none comes
+            queue_key, job_id = (as_text(x) for x in taken)
+            fetched = cls._fetch_dequeued_job(connection, queue_key, job_id, job_class=job_class,
+                                              serializer=serializer, death_penalty_class=death_penalty_class)
+            if fetched is not None:
+                return fetched
 
 
 class BatchWorker(SimpleWorker):
@@ -50,6 +83,27 @@ class BatchWorker(SimpleWorker):
         if pipeline is None and state == WorkerStatus.IDLE and self._state == state:
             return
         super().set_state(state, pipeline)
+
+    def _shutdown(self) -> None:
+        """Warm shutdown without interrupting anything: RQ raises StopRequested from the
+        signal handler when the worker is not busy, which can land after a job was taken and
+        before it started. The stop is seen within WAIT_AT_MOST, or after the current job."""
+        self._stop_requested = True
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
+                                     ) -> tuple[Job, Queue] | None:
+        if timeout is None or max_idle_time is not None:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        wait = min(timeout, WAIT_AT_MOST)
+        while not self._stop_requested:
+            # RQ gives up (None) after max_idle_time without a job: then the stop flag is checked.
+            result = super().dequeue_job_and_maintain_ttl(wait, max_idle_time=wait)
+            if result is not None:
+                return result
+        return None
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
@@ -86,10 +140,11 @@ def build_worker(settings: Settings, name: str | None = None) -> BatchWorker:
     """Receipt batches first, then handler calls: a slow handler must not hold receipts up for long."""
     connection = redis.Redis.from_url(settings.effective_redis_url)
     names = (settings.queue, settings.handler_queue)
-    queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in names]
+    queues = [TakeThroughIntermediate(name, connection=connection, serializer=JSONSerializer) for name in names]
     worker = BatchWorker(
         queues,
         name=name,
+        queue_class=TakeThroughIntermediate,
         connection=connection,
         serializer=JSONSerializer,
         maintenance_interval=settings.maintenance_interval,
