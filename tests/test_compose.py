@@ -1,15 +1,22 @@
 """No container engine runs here: check what can be checked of the compose stack."""
 
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
+from rq import Queue
+from rq.serializers import JSONSerializer
 from starlette.routing import Route
 
 from ingest.app import create_app
 from ingest.settings import Settings
 from workers.cli import main
+
+from .conftest import free_port, wait_http
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -53,3 +60,36 @@ def test_redis_keeps_an_append_only_file_on_a_volume():
 def test_dockerfile_installs_the_project_on_debian():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile and "pip install --no-cache-dir ." in dockerfile
+
+
+def test_stop_grace_periods_cover_what_each_service_finishes_on_sigterm():
+    defaults = Settings()
+    worker = COMPOSE["services"]["worker"]["stop_grace_period"]
+    assert int(worker.rstrip("s")) > max(defaults.job_timeout, defaults.handler_timeout)
+    ingest = COMPOSE["services"]["ingest"]["stop_grace_period"]
+    assert int(ingest.rstrip("s")) > defaults.store_timeout
+
+
+@pytest.mark.integration
+def test_the_dashboard_profile_runs_rq_dashboard_on_dlrq_queues(redis_url, r):
+    service = COMPOSE["services"]["dashboard"]
+    assert service["profiles"] == ["dashboard"] and service["build"]["target"] == "dashboard"
+    assert "AS dashboard" in (ROOT / "Dockerfile").read_text()
+    command = service["command"]
+    compose_url = COMPOSE["services"]["worker"]["environment"]["DLRQ_REDIS_URL"]
+    assert command[command.index("--redis-url") + 1] == compose_url
+    port = free_port()
+    command[command.index("--redis-url") + 1] = redis_url
+    command[command.index("--port") + 1] = str(port)
+    Queue("dlrq", connection=r, serializer=JSONSerializer).enqueue("workers.batch.apply_batch", [], job_id="j1")
+    dashboard = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:]],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/")
+        queues = httpx.get(f"http://127.0.0.1:{port}/0/data/queues.json").json()["queues"]
+        assert [(q["name"], q["count"]) for q in queues] == [("dlrq", 1)]
+        job = httpx.get(f"http://127.0.0.1:{port}/0/data/job/j1.json").json()
+        assert job["status"] == "queued", "it reads dlrq's JSON-serialised jobs"
+    finally:
+        dashboard.terminate()
+        dashboard.wait(10)

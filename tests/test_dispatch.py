@@ -11,6 +11,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
+from ingest import keys
 from ingest.settings import Settings
 from workers.dispatch import Dispatcher, handler_job_id
 from workers.events import Event
@@ -53,6 +54,7 @@ def test_failed_handler_jobs_are_listed_and_requeued_from_the_cli(r, redis_url):
 
     build_worker(settings).work(burst=True, logging_level="WARNING")
     assert FailedJobRegistry(queue=queue).get_job_ids() == ["boom"]
+    assert r.hget(keys.COUNTERS, "handler:tests.probe.explode:error") == b"1", "counted for /metrics"
 
     env = dlrq_env(redis_url)
     listed = subprocess.run([sys.executable, "-m", "workers", "failed", "list"], env=env, capture_output=True,

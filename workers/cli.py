@@ -194,6 +194,49 @@ def replay(files: tuple[Path, ...], url: str | None, rate: float | None, concurr
         sys.exit(1)
 
 
+@main.command()
+@click.option("--no-messages", is_flag=True, help="Skip counting messages by status (a scan of all of them).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def stats(no_messages: bool, as_json: bool) -> None:
+    """Queue depth, rates, failed jobs, counters, and messages by status."""
+    import time
+    from datetime import datetime, timezone
+
+    import redis
+    from tqdm import tqdm
+
+    from ingest.app import redis_client
+    from ingest.metrics import QueueKeys, read_deployment
+
+    from .stats import message_statuses, render, throughput
+
+    settings = load_settings()
+    names = (settings.queue, settings.handler_queue)
+
+    async def deployment():
+        client = redis_client(settings)
+        try:
+            return await read_deployment(client, [QueueKeys(n) for n in names], datetime.now(timezone.utc))
+        finally:
+            await client.aclose()
+
+    state = asyncio.run(deployment())
+    if not state.redis_up:
+        raise click.ClickException(f"Redis unreachable at {settings.effective_redis_url}")
+    queues = {n: {"waiting": state.depth[n], "oldest_age": state.oldest_age[n], "failed": state.failed[n],
+                  "scheduled": state.scheduled[n], "workers": state.workers[n]} for n in names}
+    connection = redis.Redis.from_url(settings.effective_redis_url)
+    rates = throughput(connection, time.time())
+    messages = None
+    if not no_messages:
+        with tqdm(unit=" keys", unit_scale=True, file=sys.stderr, leave=False, disable=None) as bar:
+            messages = message_statuses(connection, bar.update)
+    if as_json:
+        click.echo(json.dumps({"queues": queues, "rates": rates, "counters": state.counters, "messages": messages}))
+    else:
+        click.echo(render(queues, rates, state.counters, messages))
+
+
 @main.group()
 def failed() -> None:
     """Jobs that ran out of retries: receipt batches and handler calls."""

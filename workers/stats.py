@@ -1,0 +1,90 @@
+"""`dlrq stats`: the deployment at a glance, read from Redis."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from ingest import keys
+from ingest.correlate import load_part, render_unregistered
+from ingest.messages import find_message_sync
+
+SPANS = {"last minute": 60, "last 15 minutes": 900}
+FIELDS = ("accepted", "new", "resend")
+SCAN_CHUNK = 500
+
+
+def throughput(connection: redis.Redis, now: float) -> dict[str, dict[str, float]]:
+    """Receipts/s over each span, ending now (the current bucket counts for the time it has run)."""
+    size = keys.RATE_BUCKET
+    current = int(now // size)
+    longest = max(SPANS.values()) // size
+    with connection.pipeline(transaction=False) as pipe:
+        for bucket in range(current - longest + 1, current + 1):
+            pipe.hgetall(keys.rate(bucket))
+        buckets = [{k.decode(): int(v) for k, v in b.items()} for b in pipe.execute()]
+    rates = {}
+    for span, seconds in SPANS.items():
+        n = seconds // size
+        covered = (n - 1) * size + max(now - current * size, 1.0)
+        rates[span] = {field: sum(b.get(field, 0) for b in buckets[-n:]) / covered for field in FIELDS}
+    return rates
+
+
+def message_statuses(connection: redis.Redis, progress: Callable[[int], object]) -> Counter[str]:
+    """Every message's status under the contract's rules: a scan of all of them, so it takes
+    a while on millions (`--no-messages` skips it)."""
+    counts: Counter[str] = Counter()
+    prefix = keys.message("")
+    for key in connection.scan_iter(match=keys.message("*"), count=1000):
+        view = find_message_sync(connection, key.decode()[len(prefix):])
+        if view is not None:
+            counts[view["status"]] += 1
+        progress(1)
+    chunk: list[bytes] = []
+    for key in connection.scan_iter(match=keys.part("*"), count=1000):
+        chunk.append(key)
+        if len(chunk) == SCAN_CHUNK:
+            counts += _unregistered(connection, chunk)
+            progress(len(chunk))
+            chunk = []
+    counts += _unregistered(connection, chunk)
+    progress(len(chunk))
+    return counts
+
+
+def _unregistered(connection: redis.Redis, part_keys: list[bytes]) -> Counter[str]:
+    """Parts that belong to no registered message are messages of their own."""
+    prefix = keys.part("")
+    ids = [k.decode()[len(prefix):] for k in part_keys]
+    with connection.pipeline(transaction=False) as pipe:
+        for message_id in ids:
+            pipe.exists(keys.owner(message_id))
+            pipe.get(keys.part(message_id))
+        replies = pipe.execute()
+    counts: Counter[str] = Counter()
+    for message_id, owned, raw in zip(ids, replies[::2], replies[1::2]):
+        doc = load_part(raw)
+        if not owned and doc is not None:
+            counts[render_unregistered(message_id, doc)["status"]] += 1
+    return counts
+
+
+def render(queues: dict[str, dict[str, Any]], rates: dict[str, dict[str, float]], counters: dict[str, int],
+           messages: Counter[str] | None) -> str:
+    lines = []
+    for name, q in queues.items():
+        lines.append(f"queue {name}: {q['waiting']:,} waiting (oldest {q['oldest_age']:.1f} s), "
+                      f"{q['failed']:,} failed, {q['scheduled']:,} scheduled, {q['workers']} worker(s)")
+    lines.append("receipts/s: " + "; ".join(
+        f"{span}: " + ", ".join(f"{field} {rate[field]:,.1f}" for field in FIELDS) for span, rate in rates.items()))
+    lines.append("since the counters began: " + (", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()))
+                                                   or "nothing yet"))
+    if messages is not None:
+        total = sum(messages.values())
+        shown = ", ".join(f"{status} {n:,}" for status, n in sorted(messages.items())) or "none"
+        lines.append(f"messages by status ({total:,}): {shown}")
+    return "\n".join(lines)
