@@ -75,7 +75,7 @@ def test_the_dashboard_profile_runs_rq_dashboard_on_dlrq_queues(redis_url, r):
     service = COMPOSE["services"]["dashboard"]
     assert service["profiles"] == ["dashboard"] and service["build"]["target"] == "dashboard"
     assert "AS dashboard" in (ROOT / "Dockerfile").read_text()
-    command = service["command"]
+    command = list(service["command"])
     compose_url = COMPOSE["services"]["worker"]["environment"]["DLRQ_REDIS_URL"]
     assert command[command.index("--redis-url") + 1] == compose_url
     port = free_port()
