@@ -97,7 +97,7 @@ class GroupCommit:
         try:
             batch_id = await asyncio.wait_for(self._write([receipt for receipt, _ in batch]), self._timeout)
         except Exception as exc:  # any failure to store must become a 503, never a lost ack
-            log.warning("storing a batch of %d receipts failed: %s", len(batch), exc or type(exc).__name__)
+            log.warning("storing a batch of %d receipts failed: %s", len(batch), str(exc) or type(exc).__name__)
             error = StorageUnavailable(str(exc) or type(exc).__name__)
             for _, future in batch:
                 if not future.done():

@@ -44,6 +44,11 @@ def event(event_id: str) -> str:
     return f"{PREFIX}event:{event_id}"
 
 
+def delivered(job_id: str) -> str:
+    """Marks a handler call that succeeded, so that running its job again does not call again."""
+    return f"{PREFIX}delivered:{job_id}"
+
+
 def cooldown(kind: str, subject: str) -> str:
     """Guard of an episode (e.g. one network's failure rate): one event until it expires."""
     return f"{PREFIX}cooldown:{kind}:{subject}"

@@ -65,3 +65,21 @@ def test_failed_handler_jobs_are_listed_and_requeued_from_the_cli(r, redis_url):
     assert "requeued 1" in requeued
     assert queue.get_job_ids() == ["boom"] and FailedJobRegistry(queue=queue).count == 0
     assert json.loads(json.dumps(queue.fetch_job("boom").args[0])) == {"id": "x:1", "kind": "x"}
+
+
+def test_a_handler_job_run_again_after_its_call_succeeded_does_not_call_again(r, redis_url):
+    """As when its worker dies, or Redis fails, after the call and before RQ records the job finished."""
+    from tests.probe import CALLS
+    from workers.worker import build_worker
+
+    settings = Settings(redis_url=redis_url, alert_handlers="tests.probe.record")
+    assert Dispatcher(r, settings).raise_event(Event("permanent_failure:M:1", "permanent_failure", {"message": "M"}))
+    queue = handler_queue(r, settings)
+    job_id = handler_job_id("permanent_failure:M:1", "tests.probe.record")
+    build_worker(settings).work(burst=True, logging_level="WARNING")
+    assert r.llen(CALLS) == 1
+    queue.enqueue_job(queue.fetch_job(job_id))  # run again
+    build_worker(settings).work(burst=True, logging_level="WARNING")
+    assert queue.fetch_job(job_id).get_status() == "finished"
+    assert r.llen(CALLS) == 1, "the second run found the call marked as made"
+    assert r.hget(keys.COUNTERS, "handler:tests.probe.record:ok") == b"1"

@@ -115,3 +115,44 @@ def test_malformed_batch_fails_with_a_reason_and_does_not_block_the_next(setting
     assert FailedJobRegistry(queue=queue).count == 2, "no retries: it would fail the same way"
     assert [h["status"] for h in message(settings, DOCS_DELIVERED["messageId"])["parts"][0]["history"]] == [
         "accepted", "delivered"], "the valid receipt in the malformed batch was applied, the next batch too"
+
+
+def test_a_dead_schedulers_lock_is_released_and_a_live_ones_is_kept(settings, r):
+    from datetime import datetime, timedelta, timezone
+
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
+    from rq.utils import utcformat
+
+    from workers.worker import SCHEDULER_DEAD_AFTER, release_dead_scheduler_locks
+
+    now = datetime.now(timezone.utc)
+    beats = {"live": now - timedelta(seconds=2), "dead": now - timedelta(seconds=SCHEDULER_DEAD_AFTER + 1)}
+    for queue, holder in (("q-live", "live"), ("q-dead", "dead"), ("q-gone", "gone")):
+        r.set(SCHEDULER_LOCKING_KEY_TEMPLATE % queue, holder, ex=61)
+        if holder in beats:
+            r.hset(SCHEDULER_KEY_TEMPLATE % holder, "last_heartbeat", utcformat(beats[holder]))
+    released = release_dead_scheduler_locks(r, ["q-live", "q-dead", "q-gone", "q-none"], now)
+    assert released == ["q-dead", "q-gone"]
+    assert r.get(SCHEDULER_LOCKING_KEY_TEMPLATE % "q-live") == b"live"
+
+
+def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds(settings, r):
+    """Its worker took it and died before starting it; RQ alone would wait a minute."""
+    import time
+
+    from workers.worker import CLEANING_LOCK_TTL, STRANDED_AFTER, build_worker
+
+    queue = queue_of(r, settings)
+    job = queue.enqueue("workers.batch.apply_batch", [], job_id="stranded", retry=Retry(max=3))
+    r.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")  # taken, never started
+    worker = build_worker(settings)
+    worker.clean_registries()  # first seen
+    assert r.ttl(queue.registry_cleaning_key) == -2, "the cleaning lock was released"
+    seen = queue.intermediate_queue.get_first_seen_key("stranded")
+    r.set(seen, time.time() - STRANDED_AFTER - 1)
+    worker.clean_registries()
+    assert r.llen(queue.intermediate_queue_key) == 0
+    assert Job.fetch("stranded", connection=r).get_status() in ("queued", "scheduled")
+    assert job.id in queue.get_job_ids() or job.id in queue.scheduled_job_registry.get_job_ids()
+    assert worker.queues[0].acquire_maintenance_lock()
+    assert 0 < r.ttl(queue.registry_cleaning_key) <= CLEANING_LOCK_TTL, "a worker killed while cleaning holds it briefly"

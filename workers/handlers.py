@@ -13,16 +13,18 @@ import hmac
 import importlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import redis
 from rq import get_current_job
 
 from ingest import keys
 from ingest.messages import decode_message, register_sync
 from ingest.registration import parse_send
-from ingest.settings import get_settings
+from ingest.settings import Settings, get_settings
 
 log = logging.getLogger("dlrq.handlers")
 Handler = Callable[[dict[str, Any]], object]
@@ -35,14 +37,38 @@ class CannotResend(Exception):
 
 
 def deliver(event: dict[str, Any], handler: str) -> None:
-    """Counts each call's outcome (handler:<name>:ok|error); an error is raised on for RQ to retry."""
-    connection = get_current_job().connection
+    """Counts each call's outcome (handler:<name>:ok|error); an error is raised on for RQ to retry.
+
+    A call that succeeded is marked at once, and the marker is written even through a Redis
+    outage: a job run again (its worker died, or Redis failed as RQ finished it) finds the
+    marker and does not call the handler twice.
+    """
+    job = get_current_job()
+    connection, marker = job.connection, keys.delivered(job.id)
+    if connection.exists(marker):
+        return
     try:
         resolve(handler)(event)
     except Exception:
         connection.hincrby(keys.COUNTERS, f"handler:{handler}:error", 1)
         raise
-    connection.hincrby(keys.COUNTERS, f"handler:{handler}:ok", 1)
+    mark_delivered(connection, marker, f"handler:{handler}:ok", get_settings())
+
+
+def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings) -> None:
+    deadline = time.monotonic() + settings.handler_timeout
+    pause = 0.1
+    while True:
+        try:
+            with connection.pipeline() as pipe:
+                pipe.set(marker, 1, ex=settings.message_ttl).hincrby(keys.COUNTERS, counter, 1).execute()
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("Redis unreachable: the handler call succeeded; marking it again in %.1f s", pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def resolve(name: str) -> Handler:

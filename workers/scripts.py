@@ -12,3 +12,4 @@ def _load(name: str) -> Script:
 
 apply_receipts = _load("apply_receipts")
 raise_event = _load("raise_event")
+release_lock = _load("release_lock")

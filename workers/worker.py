@@ -5,19 +5,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
 from rq.serializers import JSONSerializer
-from rq.utils import as_text
+from rq.utils import as_text, utcparse
+from rq.utils import now as utcnow
 from rq.worker import WorkerStatus
 
 from ingest.settings import Settings
 
+from . import scripts
 from .sweep import sweep
 
 # A batch runs in the worker's own process and cannot outlive its timeout, so a
@@ -29,6 +34,22 @@ ABANDON_MARGIN = 10
 HEARTBEAT_EVERY = 1.0
 # Longest wait for a job before looking again at a stop request (and at the handler queue).
 WAIT_AT_MOST = 1
+# RQ's scheduler beats every second and holds its lock for 61 s: a scheduler silent for this long
+# is dead (its worker was killed), and its lock is released rather than left to hold every
+# scheduled job (batch and handler retries, retry events) for up to a minute.
+SCHEDULER_DEAD_AFTER = 15
+# RQ holds its registry-cleaning lock for 15 minutes and releases it when done (in milliseconds):
+# a worker killed while cleaning would stop the recovery of abandoned batches for that long.
+CLEANING_LOCK_TTL = 60
+# A job is in an intermediate list for milliseconds between being taken and started; one seen
+# there twice this far apart was taken by a worker that died. (RQ waits a minute.)
+STRANDED_AFTER = 10
+
+
+class PromptIntermediateQueue(IntermediateQueue):
+    def should_be_cleaned_up(self, job_id: str) -> bool:
+        first_seen = self.get_first_seen(job_id)
+        return first_seen is not None and (utcnow() - first_seen).total_seconds() > STRANDED_AFTER
 
 
 class TakeThroughIntermediate(Queue):
@@ -39,6 +60,7 @@ class TakeThroughIntermediate(Queue):
     pop and registering the job as started loses it, receipts and all. A job in an
     intermediate list is found by RQ's maintenance and run again (batches are idempotent).
     Waiting blocks on the first queue (receipts); the others are looked at between waits.
+    Abandoned jobs are found sooner than RQ would (STRANDED_AFTER, CLEANING_LOCK_TTL).
     """
 
     @classmethod
@@ -57,6 +79,13 @@ class TakeThroughIntermediate(Queue):
                                               serializer=serializer, death_penalty_class=death_penalty_class)
             if fetched is not None:
                 return fetched
+
+    @property
+    def intermediate_queue(self) -> IntermediateQueue:
+        return PromptIntermediateQueue(self.key, connection=self.connection)
+
+    def acquire_maintenance_lock(self) -> bool:
+        return bool(self.connection.set(self.registry_cleaning_key, 1, nx=True, ex=CLEANING_LOCK_TTL))
 
 
 class BatchWorker(SimpleWorker):
@@ -106,6 +135,7 @@ class BatchWorker(SimpleWorker):
         super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def run_maintenance_tasks(self) -> None:
+        release_dead_scheduler_locks(self.connection, [q.name for q in self.queues], datetime.now(timezone.utc))
         super().run_maintenance_tasks()
         sweep(self.connection, self.queues[0], self.settings, time.time())
 
@@ -116,6 +146,22 @@ class BatchWorker(SimpleWorker):
         if job.retries_left is not None and job.retries_left < len(job.retry_intervals or ()):
             forget_dead_executions(job)
         super().execute_job(job, queue)
+
+
+def release_dead_scheduler_locks(connection: redis.Redis, queue_names: list[str], now: datetime) -> list[str]:
+    """Return the queues whose scheduler lock was released; RQ's maintenance then takes it."""
+    released = []
+    for name in queue_names:
+        lock = SCHEDULER_LOCKING_KEY_TEMPLATE % name
+        holder = connection.get(lock)
+        if holder is None:
+            continue
+        beat = connection.hget(SCHEDULER_KEY_TEMPLATE % as_text(holder), "last_heartbeat")
+        if beat is not None and (now - utcparse(as_text(beat))).total_seconds() < SCHEDULER_DEAD_AFTER:
+            continue
+        if scripts.release_lock(keys=[lock], args=[holder], client=connection):
+            released.append(name)
+    return released
 
 
 def forget_dead_executions(job: Job) -> None:

@@ -1,0 +1,17 @@
+"""The fault-injection suite's short version (the full one: `python -m tests.faults --full --runs 3`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .faults import SHORT, run_once
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_nothing_acknowledged_is_lost_and_every_event_is_delivered_once_under_faults():
+    report = run_once(SHORT, seed=2026)
+    print(report.render())
+    assert report.planned > 5000 and report.acknowledged >= report.planned, report.render()
+    assert report.answers["503"] > 0 and report.answers["ConnectError"] > 0, "the faults were felt"
+    assert report.ok, report.render()
