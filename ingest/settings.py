@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     alert_handlers: CommaList = ("log",)
     retry_handlers: CommaList = ("log",)
     handler_timeout: int = Field(60, ge=1)
+    handler_retry_backoff: CommaList = ("10", "60", "300", "900", "3600")
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_timeout: float = Field(5.0, gt=0)
@@ -73,19 +74,25 @@ class Settings(BaseSettings):
     failure_rate_threshold: float = Field(0.5, gt=0, le=1)
     failure_rate_cooldown: int = Field(900, ge=1)
 
-    @field_validator("alert_handlers", "retry_handlers", "retry_codes", "retry_backoff", mode="before")
+    @field_validator("alert_handlers", "retry_handlers", "retry_codes", "retry_backoff", "handler_retry_backoff",
+                     mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("retry_backoff")
+    @field_validator("retry_backoff", "handler_retry_backoff")
     @classmethod
     def _seconds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value or not all(v.isdigit() for v in value):
-            raise ValueError("a comma-separated list of whole seconds, e.g. 300,1800,7200")
+            raise ValueError("a comma-separated list of whole seconds, e.g. 10,60,300")
         return value
+
+    @property
+    def handler_retry_intervals(self) -> list[int]:
+        """RQ's retry intervals of a handler call: one retry per step."""
+        return [int(s) for s in self.handler_retry_backoff]
 
     @property
     def effective_redis_url(self) -> str:

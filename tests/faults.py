@@ -269,6 +269,7 @@ class Report:
     unplanned_exits: dict[str, int] = field(default_factory=dict)
     drain_seconds: float = 0.0
     drained: bool = False
+    leftovers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -294,7 +295,7 @@ class Report:
             "  of which until the probe receipt was acknowledged: " + "; ".join(
                 f"{k} {max(v):.1f} s" for k, v in self.acknowledged_after.items()),
         ]
-        for name, items in (("lost", self.lost), ("wrong status", self.wrong_status)):
+        for name, items in (("lost", self.lost), ("wrong status", self.wrong_status), ("not drained", self.leftovers)):
             if items:
                 lines.append(f"  {name}: {items[:10]}")
         for name, found in (("missing", self.missing_events), ("unexpected", self.unexpected_events)):
@@ -327,6 +328,7 @@ class Cluster:
         env.update({
             "DLRQ_REDIS_URL": self.redis_url, "DLRQ_PORT": str(self.ingest_port), "DLRQ_LOG_LEVEL": "WARNING",
             "DLRQ_LOG_FORMAT": "text", "DLRQ_JOB_TIMEOUT": "5", "DLRQ_HANDLER_TIMEOUT": "15",
+            "DLRQ_HANDLER_RETRY_BACKOFF": "5,10,20,30,60,60,60,60",
             "DLRQ_MAINTENANCE_INTERVAL": "2", "DLRQ_ALERT_HANDLERS": ",".join(HANDLERS),
             "DLRQ_RETRY_HANDLERS": ",".join(HANDLERS), "DLRQ_WEBHOOK_URL": receiver.url,
             "DLRQ_WEBHOOK_SECRET": SECRET, "DLRQ_WEBHOOK_TIMEOUT": str(receiver.timeout),
@@ -635,6 +637,25 @@ class Run:
         expected = self.plan.expected_events
         return expected <= delivered and expected <= probe_calls
 
+    def _leftovers(self, client: redis.Redis) -> list[str]:
+        """Jobs still waiting when the drain gave up, and why (their last failure)."""
+        found = []
+        for name in QUEUES:
+            queue = Queue(name, connection=client, serializer=JSONSerializer)
+            for where, ids in (("queued", queue.get_job_ids()),
+                               ("started", StartedJobRegistry(queue=queue).get_job_ids()),
+                               ("scheduled", ScheduledJobRegistry(queue=queue).get_job_ids()),
+                               ("intermediate", [i.decode() for i in client.lrange(f"{queue.key}:intermediate", 0, -1)])):
+                for job_id in ids:
+                    try:
+                        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+                    except NoSuchJobError:
+                        found.append(f"{where} {job_id}: no such job")
+                        continue
+                    last = (job.latest_result().exc_string or "").strip().splitlines()[-1:] if job.latest_result() else []
+                    found.append(f"{where} {job_id} ({job.description}): retries left {job.retries_left}; {last}")
+        return found
+
     def _judge(self) -> None:
         report = self.report
         sent = {dedupe_key(p) for _, p in self.plan.receipts} | {dedupe_key(p) for p in self.probes}
@@ -657,6 +678,8 @@ class Run:
                 if view is None or view["status"] != expected:
                     report.wrong_status.append(f"{logical_id}: {view and view['status']} != {expected}")
             probe_calls = Counter(json.loads(c)["id"] for c in client.lrange(CALLS, 0, -1))
+            if not report.drained:
+                report.leftovers = self._leftovers(client)
             for name in QUEUES:
                 report.failed_jobs += FailedJobRegistry(queue=Queue(name, connection=client)).count
         with self.receiver.lock:

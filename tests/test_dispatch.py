@@ -83,3 +83,12 @@ def test_a_handler_job_run_again_after_its_call_succeeded_does_not_call_again(r,
     assert queue.fetch_job(job_id).get_status() == "finished"
     assert r.llen(CALLS) == 1, "the second run found the call marked as made"
     assert r.hget(keys.COUNTERS, "handler:tests.probe.record:ok") == b"1"
+
+
+def test_handler_calls_are_retried_at_the_configured_steps(r, redis_url):
+    settings = Settings(redis_url=redis_url, alert_handlers="log", handler_retry_backoff="5, 30")
+    Dispatcher(r, settings).raise_event(Event("permanent_failure:M:1", "permanent_failure", {"message": "M"}))
+    job = handler_queue(r, settings).fetch_job(handler_job_id("permanent_failure:M:1", "log"))
+    assert (job.retries_left, job.retry_intervals) == (2, [5, 30])
+    with pytest.raises(ValueError, match="whole seconds"):
+        Settings(handler_retry_backoff="5,soon")

@@ -27,7 +27,6 @@ from .events import FAILURE_RATE, RETRY, Event
 
 log = logging.getLogger("dlrq.events")
 DELIVER = "workers.handlers.deliver"
-HANDLER_RETRY_INTERVALS = [10, 60, 300, 900, 3600]
 FAILURE_TTL = 30 * 86_400
 RESULT_TTL = 86_400
 
@@ -54,6 +53,7 @@ class Dispatcher:
         at = datetime.now(timezone.utc) + timedelta(seconds=event.delay) if event.delay else None
         payload = {**event.to_dict(), "raised_at": utc_now_iso()}
         commands = []
+        intervals = self._settings.handler_retry_intervals
         for handler in self.handlers(event):
             job = self._recorder.queue.create_job(
                 DELIVER,
@@ -63,7 +63,7 @@ class Dispatcher:
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
                 description=f"{event.kind} {event.id} to {handler}",
-                retry=Retry(max=len(HANDLER_RETRY_INTERVALS), interval=HANDLER_RETRY_INTERVALS),
+                retry=Retry(max=len(intervals), interval=intervals),
             )
             commands += self._recorder.enqueue(job, at)
         commands.append(("HINCRBY", keys.COUNTERS, f"events:{event.kind}", 1))
