@@ -53,6 +53,7 @@ HANDLERS = ("webhook", "tests.probe:record")
 QUEUES = ("dlrq", "dlrq-handlers")
 FAILED = {"expired", "failed", "rejected"}
 FINAL = FAILED | {"delivered", "unknown"}
+CONNECTIONS = 64  # Vonage's concurrent deliveries to one endpoint
 TEMPORARY, PERMANENT = "2", "3"  # in and out of the default DLRQ_RETRY_CODES
 
 
@@ -394,12 +395,17 @@ class Vonage:
         self.rng = random.Random(seed)
         self.acknowledged: set[tuple[str, ...]] = set()
         self.give_up_at = float("inf")
+        # Requests in flight, as many as the client has connections: a client pool with
+        # thousands of requests queued (after an outage) spends its time sorting them out.
+        self.slots = asyncio.Semaphore(CONNECTIONS)
 
-    async def deliver(self, client: httpx.AsyncClient, params: dict[str, str], backoff: float = 0.25) -> bool:
+    async def deliver(self, client: httpx.AsyncClient, params: dict[str, str], backoff: float = 0.25,
+                      slots: asyncio.Semaphore | None = None) -> bool:
         """True once acknowledged; False if refused as invalid (a bug the oracle reports) or the run gave up."""
         while time.monotonic() < self.give_up_at:
             self.report.http_attempts += 1
-            answer = await self._post(client, params)
+            async with slots or self.slots:
+                answer = await self._post(client, params)
             self.report.answers[answer] += 1
             if answer in ("200", "204"):
                 self.acknowledged.add(dedupe_key(params))
@@ -455,7 +461,7 @@ class Run:
         try:
             self.cluster.start()
             supervisor = asyncio.create_task(self._supervise())
-            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
             async with (httpx.AsyncClient(base_url=self.cluster.base, timeout=3, limits=limits) as client,
                         httpx.AsyncClient(base_url=self.cluster.base, timeout=3) as probes):
                 self.probe_client = probes  # not queued behind the load's own resends
@@ -597,7 +603,7 @@ class Run:
         """Recovery: until a new receipt sent when the fault ended is acknowledged and applied."""
         params = receipt(f"F{self.seed:04d}PROBE{len(self.probes)}", "delivered", 5)
         self.probes.append(params)
-        if not await self.vonage.deliver(self.probe_client, params, backoff=0.1):
+        if not await self.vonage.deliver(self.probe_client, params, backoff=0.1, slots=asyncio.Semaphore()):
             return
         self.report.acknowledged_after[fault].append(time.monotonic() - since)
         while time.monotonic() < self.vonage.give_up_at:
