@@ -200,11 +200,18 @@ class Receiver:
 
 
 def free_port() -> int:
+    """A free port below the ephemeral range (32768 and up on Linux): a server restarted on it
+    must not find it taken by some client's outgoing connection meanwhile."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        port = random.randint(20_000, 30_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Process:
