@@ -585,7 +585,7 @@ class Run:
                     job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
                 except NoSuchJobError:
                     continue  # expired after finishing (result_ttl)
-                if job.get_status() != "finished":
+                if job.get_status(refresh=False) != "finished":
                     return False
         return True
 
