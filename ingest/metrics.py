@@ -11,14 +11,17 @@ aggregate those with max(), not sum().
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import accumulate
 
 import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -40,19 +43,15 @@ class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
-        accepted = Counter("dlrq_receipts_accepted", "Receipts acknowledged (stored), by status",
-                           ["status"], registry=self.registry)
-        # Resolved once: the webhook must not pay for a label lookup per receipt.
-        self._accepted = {status: accepted.labels(status) for status in (*RANK, OTHER)}
+        self.webhook = WebhookCounts()
+        self.registry.register(self.webhook)
         self._refused = Counter("dlrq_receipts_refused", "Requests to the webhook refused, by reason",
                                 ["reason"], registry=self.registry)
-        self.ack_seconds = Histogram("dlrq_ack_seconds", "From a receipt's request to its acknowledgement",
-                                     buckets=ACK_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("dlrq_batch_receipts", "Receipts per stored batch",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
 
-    def accepted(self, status: str) -> None:
-        self._accepted.get(status, self._accepted[OTHER]).inc()
+    def accepted(self, status: str, seconds: float) -> None:
+        self.webhook.accepted(status, seconds)
 
     def refused(self, reason: str) -> None:
         self._refused.labels(reason).inc()
@@ -168,6 +167,36 @@ class _Snapshot:
 
     def collect(self) -> list[Metric]:
         return self._families
+
+
+class WebhookCounts:
+    """Receipts accepted by status, and their acknowledgement latency, as plain numbers.
+
+    prometheus-client's Counter.inc and Histogram.observe take a lock each (the webhook runs
+    on one event loop and needs none), and cost the ingest about a tenth of its rate; these
+    are counted in plain ints and turned into the same metric families at each scrape.
+    """
+
+    def __init__(self) -> None:
+        self._statuses = {status: 0 for status in (*RANK, OTHER)}
+        self._buckets = [0] * (len(ACK_BUCKETS) + 1)  # the last one is +Inf
+        self._seconds = 0.0
+
+    def accepted(self, status: str, seconds: float) -> None:
+        self._statuses[status if status in self._statuses else OTHER] += 1
+        self._buckets[bisect_left(ACK_BUCKETS, seconds)] += 1  # le: a bound counts what equals it
+        self._seconds += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        accepted = CounterMetricFamily("dlrq_receipts_accepted", "Receipts acknowledged (stored), by status",
+                                       labels=["status"])
+        for status, n in self._statuses.items():
+            accepted.add_metric([status], n)
+        yield accepted
+        cumulative = list(accumulate(self._buckets))
+        bounds = [*(floatToGoString(b) for b in ACK_BUCKETS), "+Inf"]
+        yield HistogramMetricFamily("dlrq_ack_seconds", "From a receipt's request to its acknowledgement",
+                                    buckets=list(zip(bounds, cumulative)), sum_value=self._seconds)
 
 
 def exposition(metrics: IngestMetrics, state: Deployment) -> bytes:

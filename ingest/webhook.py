@@ -59,8 +59,7 @@ class Webhook:
         headers = [*self._ack_headers, (REQUEST_ID, request_id.encode())]
         await send({"type": "http.response.start", "status": self._ack_status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
-        self._metrics.accepted(params["status"])
-        self._metrics.ack_seconds.observe(time.perf_counter() - started)
+        self._metrics.accepted(params["status"], time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("receipt %s accepted: message %s %s", request_id, params["messageId"], params["status"],
                       extra={"request_id": request_id, "message_id": params["messageId"], "status": params["status"]})
