@@ -2,6 +2,7 @@
 FROM python:3.11-slim AS dlrq
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY dlrq dlrq
 COPY ingest ingest
 COPY workers workers
 RUN pip install --no-cache-dir .

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from workers.embedded import embedded_server
+from dlrq.cli.embedded import embedded_server
 
 from .harness import ROOT
 from .report import BARE, markdown

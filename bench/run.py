@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 
-from ingest.receipt import Receipt, utc_now_iso
-from ingest.settings import Settings
+from dlrq.core.receipt import Receipt, utc_now_iso
+from dlrq.core.settings import Settings
 from workers.batch import apply
 
 from .harness import LOAD_CORE, SERVER_CORE, free_port, measure_cost, process, python, wrk
@@ -30,7 +30,7 @@ def ingest_designs(url: str, express: bool) -> dict[str, tuple[list[str], dict[s
     designs = {
         "bare Starlette (parse, 204)": (uvicorn("bench.apps.bare:app", 0), env, None),
         "naive (one RQ job per request)": (uvicorn("bench.apps.naive:app", 0), env, NAIVE_QUEUE),
-        "dlrq ingest": ([python(), "-m", "workers", "ingest"], env, DLRQ_QUEUE),
+        "dlrq ingest": ([python(), "-m", "dlrq", "ingest"], env, DLRQ_QUEUE),
     }
     if express:
         designs["Vonage docs' Express sample"] = (["node", "bench/express/server.js"], {}, None)
@@ -95,7 +95,7 @@ def run_workers(url: str, client: redis.Redis, dlrq_receipts: int, cap: float) -
     rq = str(Path(python()).parent / "rq")
     naive = [rq, "worker", "-S", "rq.serializers.JSONSerializer", "-u", url, "-q", NAIVE_QUEUE]
     return [
-        drain("dlrq worker", [python(), "-m", "workers", "worker"], env, client, DLRQ_QUEUE,
+        drain("dlrq worker", [python(), "-m", "dlrq", "worker"], env, client, DLRQ_QUEUE,
               dlrq_receipts / client.llen(queue_key(DLRQ_QUEUE)), cap),
         drain("naive, RQ SimpleWorker", [*naive, "-w", "rq.worker.SimpleWorker"], env, client, NAIVE_QUEUE,
               1.0, cap),
@@ -122,8 +122,8 @@ def sustained(url: str, client: redis.Redis, ceiling: float, seconds: float, ste
     port = free_port()
     key = queue_key(DLRQ_QUEUE)
     low, high, best, trials = 0.0, ceiling, None, []
-    with process([python(), "-m", "workers", "ingest"], {**env, "DLRQ_PORT": str(port)}, SERVER_CORE, port), \
-            process([python(), "-m", "workers", "worker"], env, LOAD_CORE):
+    with process([python(), "-m", "dlrq", "ingest"], {**env, "DLRQ_PORT": str(port)}, SERVER_CORE, port), \
+            process([python(), "-m", "dlrq", "worker"], env, LOAD_CORE):
         for step in range(steps):
             rate = (low + high) / 2 if step else ceiling
             load = wrk(port, seconds, rate=rate, tag=1000 + step, core=None)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import gc
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from ipaddress import ip_address
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,27 +21,34 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import keys
+from dlrq.core import keys
+from dlrq.core.calls import arun
+from dlrq.core.connect import async_client
+from dlrq.core.deployment import read_deployment
+from dlrq.core.jobs import QueueKeys
+from dlrq.core.receipt import InvalidReceipt, Receipt, validate
+from dlrq.core.registration import parse_send
+from dlrq.core.settings import Settings, get_settings
+from dlrq.core.store import find_message, register
+
 from .batcher import GroupCommit
 from .enqueue import BatchEnqueuer, Recording
-from .messages import find_message, register
-from .metrics import IngestMetrics, QueueKeys, exposition, read_deployment
+from .metrics import IngestMetrics, exposition
 from .params import parse_json, read_body
-from .receipt import InvalidReceipt, Receipt, validate
-from .registration import parse_send
-from .settings import Settings, get_settings
 from .signature import Unauthorized, verify
 from .webhook import Webhook, error
 
+log = logging.getLogger("dlrq.ingest")
+LOOPBACK_NAMES = ("localhost",)
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """Fail fast: a request must get its 503 within about a second, never hang."""
-    return aioredis.from_url(
-        settings.effective_redis_url,
-        socket_connect_timeout=settings.store_timeout,
-        socket_timeout=settings.store_timeout,
-        retry=Retry(NoBackoff(), 1),
-    )
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def recording(settings: Settings) -> Recording | None:
@@ -87,17 +93,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
             raise Unauthorized("api_key_mismatch", "api-key does not match this account")
         return validate(params)
 
+    # Without a token, the management API is open only to this machine.
+    closed = token is None and not is_loopback(settings.host)
+
     def authorised(request: Request) -> bool:
         if token is None:
-            return True
+            return not closed
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
 
+    def unauthorised() -> Response:
+        if closed:
+            return error(401, "unauthorized", "the management API is closed: set DLRQ_API_TOKEN to open it")
+        return error(401, "unauthorized", "send Authorization: Bearer <DLRQ_API_TOKEN>")
+
     async def message(request: Request) -> Response:
         if not authorised(request):
-            return error(401, "unauthorized", "send Authorization: Bearer <DLRQ_API_TOKEN>")
+            return unauthorised()
         try:
-            found = await find_message(request.app.state.redis, request.path_params["id"])
+            found = await arun(request.app.state.redis, find_message(request.path_params["id"]))
         except RedisError:
             return error(503, "storage_unavailable", "Redis is unreachable", unavailable_headers)
         if found is None:
@@ -106,11 +120,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def register_send(request: Request) -> Response:
         if not authorised(request):
-            return error(401, "unauthorized", "send Authorization: Bearer <DLRQ_API_TOKEN>")
+            return unauthorised()
         try:
             body = await read_body(request.receive, request.headers.get("content-length", "").encode() or None)
             send = parse_send(parse_json(body, request.headers.get("content-type", "")))
-            registered = await register(request.app.state.redis, send, settings.receipt_timeout, settings.message_ttl)
+            registered = await arun(request.app.state.redis,
+                                    register(send, settings.receipt_timeout, settings.message_ttl))
         except InvalidReceipt as exc:
             return error(exc.http_status, exc.code, exc.detail)
         except RedisError:
@@ -131,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def metrics_text(request: Request) -> Response:
         if not authorised(request):
-            return error(401, "unauthorized", "send Authorization: Bearer <DLRQ_API_TOKEN>")
+            return unauthorised()
         state = await read_deployment(request.app.state.redis, queues, datetime.now(timezone.utc))
         return Response(exposition(metrics, state), media_type=CONTENT_TYPE_LATEST)
 
@@ -142,7 +157,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = redis_client(settings)
+        if closed:
+            log.warning("listening on %s without DLRQ_API_TOKEN: /messages and /metrics answer 401 "
+                        "(set DLRQ_API_TOKEN to a long random string to use them)", settings.host)
+        client = async_client(settings)
         enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout, recording(settings))
 
         async def write(receipts: list[Receipt]) -> str:

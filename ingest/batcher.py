@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from .receipt import Receipt, receipt_id
+from dlrq.core.receipt import Receipt, receipt_id
 
 log = logging.getLogger("dlrq.ingest")
 

@@ -12,24 +12,16 @@ aggregate those with max(), not sum().
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterator
 from itertools import accumulate
 
-import redis
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
-from rq import Queue
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry
-from rq.serializers import JSONSerializer
-from rq.utils import utcparse
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from . import keys
-from .status import RANK
+from dlrq.core import keys
+from dlrq.core.deployment import Deployment
+from dlrq.core.status import RANK
 
 # Status words are the sender's to choose: unknown ones share a label, so the series stay few.
 OTHER = "other"
@@ -55,64 +47,6 @@ class IngestMetrics:
 
     def refused(self, reason: str) -> None:
         self._refused.labels(reason).inc()
-
-
-@dataclass
-class Deployment:
-    """What Redis says about the whole deployment at one moment."""
-
-    redis_up: bool = True
-    depth: dict[str, int] = field(default_factory=dict)
-    oldest_age: dict[str, float] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-    scheduled: dict[str, int] = field(default_factory=dict)
-    workers: dict[str, int] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
-
-
-class QueueKeys:
-    """RQ's key names for one queue, taken from RQ (never connected: names only)."""
-
-    def __init__(self, name: str) -> None:
-        offline = redis.Redis()
-        self.name = name
-        self.queue = Queue(name, connection=offline, serializer=JSONSerializer).key
-        self.failed = FailedJobRegistry(name, connection=offline).key
-        self.scheduled = ScheduledJobRegistry(name, connection=offline).key
-        self.workers = WORKERS_BY_QUEUE_KEY % name
-
-
-async def read_deployment(client: aioredis.Redis, queues: Iterable[QueueKeys], now: datetime) -> Deployment:
-    """Two round trips: the counts, then the enqueue time of each queue's oldest job."""
-    queues = list(queues)
-    state = Deployment()
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            for q in queues:
-                pipe.llen(q.queue).lindex(q.queue, 0).zcard(q.failed).zcard(q.scheduled).scard(q.workers)
-            pipe.hgetall(keys.COUNTERS)
-            *counts, counters = await pipe.execute()
-        oldest: dict[str, bytes] = {}
-        for i, q in enumerate(queues):
-            depth, head, failed, scheduled, workers = counts[5 * i : 5 * i + 5]
-            state.depth[q.name], state.failed[q.name] = depth, failed
-            state.scheduled[q.name], state.workers[q.name] = scheduled, workers
-            state.oldest_age[q.name] = 0.0
-            if head is not None:
-                oldest[q.name] = head
-        state.counters = {k.decode(): int(v) for k, v in counters.items()}
-        if oldest:
-            async with client.pipeline(transaction=False) as pipe:
-                for job_id in oldest.values():
-                    pipe.hget(f"{Queue.job_class.redis_job_namespace_prefix}{job_id.decode()}", "enqueued_at")
-                enqueued = await pipe.execute()
-            for name, at in zip(oldest, enqueued):
-                if at:
-                    age = (now - utcparse(at.decode()).replace(tzinfo=timezone.utc)).total_seconds()
-                    state.oldest_age[name] = max(0.0, age)
-    except redis.RedisError:
-        return Deployment(redis_up=False)
-    return state
 
 
 def deployment_families(state: Deployment) -> Iterator[Metric]:
@@ -146,17 +80,16 @@ def counter_families(counters: dict[str, int]) -> Iterator[Metric]:
     events = CounterMetricFamily("dlrq_events", "Events raised, by kind", labels=["kind"])
     handlers = CounterMetricFamily("dlrq_handler_calls", "Handler calls, by handler and outcome",
                                    labels=["handler", "outcome"])
-    receipts.add_metric(["new"], counters.get("receipts:new", 0))
-    receipts.add_metric(["resend"], counters.get("receipts:resend", 0))
-    batches.add_metric([], counters.get("batches", 0))
+    receipts.add_metric(["new"], counters.get(keys.COUNT_NEW, 0))
+    receipts.add_metric(["resend"], counters.get(keys.COUNT_RESEND, 0))
+    batches.add_metric([], counters.get(keys.COUNT_BATCHES, 0))
     for name, value in sorted(counters.items()):
-        kind, _, rest = name.partition(":")
-        if kind == "status":
-            changes.add_metric([rest], value)
-        elif kind == "events":
-            events.add_metric([rest], value)
-        elif kind == "handler":
-            handler, _, outcome = rest.rpartition(":")
+        if name.startswith(keys.COUNT_STATUS):
+            changes.add_metric([name.removeprefix(keys.COUNT_STATUS)], value)
+        elif name.startswith(keys.COUNT_EVENTS):
+            events.add_metric([name.removeprefix(keys.COUNT_EVENTS)], value)
+        elif name.startswith(keys.COUNT_HANDLER):
+            handler, _, outcome = name.removeprefix(keys.COUNT_HANDLER).rpartition(":")
             handlers.add_metric([handler, outcome], value)
     yield from (receipts, batches, changes, events, handlers)
 

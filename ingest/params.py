@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
-from .receipt import InvalidReceipt, stringify
+from dlrq.core.receipt import InvalidReceipt, stringify
 
 MAX_BODY = 64 * 1024
 FORM = "application/x-www-form-urlencoded"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from .receipt import InvalidReceipt
+from dlrq.core.receipt import InvalidReceipt
 
 HMAC_DIGESTS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 METHODS = ("md5hash", *HMAC_DIGESTS)

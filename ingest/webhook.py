@@ -14,10 +14,11 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from dlrq.core.receipt import InvalidReceipt, Receipt, utc_now_iso
+
 from .batcher import StorageUnavailable
 from .metrics import IngestMetrics
 from .params import request_params
-from .receipt import InvalidReceipt, Receipt, utc_now_iso
 
 METHODS = ("GET", "POST")
 ALLOW = {"Allow": ", ".join(METHODS)}

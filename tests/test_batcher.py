@@ -2,10 +2,9 @@ import asyncio
 
 import pytest
 
+from dlrq.core.receipt import Receipt
 from ingest.batcher import GroupCommit, StorageUnavailable
-from ingest.receipt import Receipt
-
-from .receipts import receipt
+from tests.support.receipts import receipt
 
 
 def receipts(n):

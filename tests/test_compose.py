@@ -12,11 +12,10 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from starlette.routing import Route
 
+from dlrq.cli import main
+from dlrq.core.settings import Settings
 from ingest.app import create_app
-from ingest.settings import Settings
-from workers.cli import main
-
-from .conftest import free_port, wait_http
+from tests.support.processes import free_port, wait_http
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

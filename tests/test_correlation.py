@@ -10,18 +10,18 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from ingest import keys
+from dlrq.core import keys
+from dlrq.core.calls import arun
+from dlrq.core.receipt import Receipt
+from dlrq.core.registration import parse_send
+from dlrq.core.settings import Settings
+from dlrq.core.store import Conflict, UnknownMessage, find_message, register
 from ingest.enqueue import BatchEnqueuer
-from ingest.messages import Conflict, UnknownMessage, find_message, register
-from ingest.receipt import Receipt
-from ingest.registration import parse_send
-from ingest.settings import Settings
+from tests.support.queues import drain, queue_of
+from tests.support.receipts import receipt
+from tests.support.sends import send
 from workers.batch import apply
 from workers.sweep import sweep
-
-from .conftest import drain, queue_of
-from .receipts import receipt
-from .sends import send
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 3600
@@ -38,11 +38,11 @@ def play(redis_url: str, events: list[tuple[str, object]]) -> dict:
         try:
             for kind, item in events:
                 if kind == "register":
-                    await register(client, parse_send(item), TIMEOUT, TTL)
+                    await arun(client, register(parse_send(item), TIMEOUT, TTL))
                 else:
                     apply(sync, [Receipt(item, "2020-01-01T14:00:00.000Z")], SETTINGS)
             ids = {item["messageId"] for kind, item in events if kind == "receipt"}
-            return {i: await find_message(client, i) for i in sorted(ids)}
+            return {i: await arun(client, find_message(i)) for i in sorted(ids)}
         finally:
             await client.aclose()
             sync.close()
@@ -143,8 +143,8 @@ def test_a_part_refused_at_send_time_fails_the_message(redis_url):
 def test_registering_twice_is_idempotent(redis_url):
     async def run():
         client = aioredis.from_url(redis_url)
-        first = await register(client, parse_send(send(["A", "B"])), TIMEOUT, TTL)
-        again = await register(client, parse_send(send(["A", "B"])), TIMEOUT, TTL)
+        first = await arun(client, register(parse_send(send(["A", "B"])), TIMEOUT, TTL))
+        again = await arun(client, register(parse_send(send(["A", "B"])), TIMEOUT, TTL))
         await client.aclose()
         return first, again
 
@@ -156,16 +156,16 @@ def test_registering_twice_is_idempotent(redis_url):
 def test_retry_of_adds_an_attempt_and_the_latest_decides(redis_url):
     async def run():
         client = aioredis.from_url(redis_url)
-        await register(client, parse_send(send(["A", "B"])), TIMEOUT, TTL)
+        await arun(client, register(parse_send(send(["A", "B"])), TIMEOUT, TTL))
         apply(redis.Redis.from_url(redis_url), [Receipt(receipt("A", "failed", 5, "2"), "t")], SETTINGS)
-        retried = await register(client, parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL)
-        again = await register(client, parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL)
+        retried = await arun(client, register(parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL))
+        again = await arun(client, register(parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL))
         apply(redis.Redis.from_url(redis_url), [Receipt(receipt(i, "delivered", 9), "t") for i in "CD"], SETTINGS)
-        views = [await find_message(client, i) for i in "ABCD"]
+        views = [await arun(client, find_message(i)) for i in "ABCD"]
         with pytest.raises(UnknownMessage):
-            await register(client, parse_send(send(["E"], retry_of="NOPE")), TIMEOUT, TTL)
+            await arun(client, register(parse_send(send(["E"], retry_of="NOPE")), TIMEOUT, TTL))
         with pytest.raises(Conflict):
-            await register(client, parse_send(send(["F", "C"])), TIMEOUT, TTL)
+            await arun(client, register(parse_send(send(["F", "C"])), TIMEOUT, TTL))
         await client.aclose()
         return retried, again, views
 
@@ -178,7 +178,7 @@ def test_retry_of_adds_an_attempt_and_the_latest_decides(redis_url):
 def test_receipt_missing_is_raised_once_for_a_silent_part_only(redis_url, r, settings):
     async def reg():
         client = aioredis.from_url(redis_url)
-        await register(client, parse_send(send(["A", "B"])), 60, TTL)
+        await arun(client, register(parse_send(send(["A", "B"])), 60, TTL))
         await client.aclose()
 
     asyncio.run(reg())
@@ -197,7 +197,7 @@ def test_receipt_missing_is_raised_once_for_a_silent_part_only(redis_url, r, set
 def test_a_receipt_acknowledged_in_time_but_still_queued_is_in_time(redis_url, r, settings):
     async def reg_and_enqueue():
         client = aioredis.from_url(redis_url)
-        await register(client, parse_send(send(["A", "B"])), 60, TTL)
+        await arun(client, register(parse_send(send(["A", "B"])), 60, TTL))
         enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout)
         await enqueue([Receipt(receipt(i, "delivered", 5), "t") for i in "AB"])
         await client.aclose()
@@ -215,6 +215,6 @@ def test_a_receipt_acknowledged_in_time_but_still_queued_is_in_time(redis_url, r
 async def _find(redis_url, message_id):
     client = aioredis.from_url(redis_url)
     try:
-        return await find_message(client, message_id)
+        return await arun(client, find_message(message_id))
     finally:
         await client.aclose()

@@ -11,12 +11,11 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from ingest import keys
-from ingest.settings import Settings
+from dlrq.core import keys
+from dlrq.core.events import Event
+from dlrq.core.settings import Settings
+from tests.support.processes import dlrq_env
 from workers.dispatch import Dispatcher, handler_job_id
-from workers.events import Event
-
-from .conftest import dlrq_env
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +25,14 @@ def handler_queue(r, settings):
 
 
 def test_an_event_is_raised_once_with_one_job_per_handler(r, redis_url):
-    settings = Settings(redis_url=redis_url, alert_handlers="log,tests.probe.record")
+    settings = Settings(redis_url=redis_url, alert_handlers="log,tests.support.probe.record")
     dispatcher = Dispatcher(r, settings)
     event = Event("permanent_failure:M:1", "permanent_failure", {"message": "M"})
     assert dispatcher.raise_event(event) is True
     assert dispatcher.raise_event(event) is False
     assert Dispatcher(r, settings).raise_event(event) is False, "another worker finds it raised too"
     queue = handler_queue(r, settings)
-    assert sorted(queue.get_job_ids()) == sorted(handler_job_id(event.id, h) for h in ("log", "tests.probe.record"))
+    assert sorted(queue.get_job_ids()) == sorted(handler_job_id(event.id, h) for h in ("log", "tests.support.probe.record"))
     job = queue.fetch_job(handler_job_id(event.id, "log"))
     assert job.args[0]["id"] == event.id and job.args[1] == "log"
 
@@ -49,18 +48,18 @@ def test_a_retry_waits_in_rq_schedule_for_its_backoff(r, redis_url):
 def test_failed_handler_jobs_are_listed_and_requeued_from_the_cli(r, redis_url):
     settings = Settings(redis_url=redis_url)
     queue = handler_queue(r, settings)
-    queue.enqueue("workers.handlers.deliver", {"id": "x:1", "kind": "x"}, "tests.probe.explode", job_id="boom")
+    queue.enqueue("workers.handlers.deliver", {"id": "x:1", "kind": "x"}, "tests.support.probe.explode", job_id="boom")
     from workers.worker import build_worker
 
     build_worker(settings).work(burst=True, logging_level="WARNING")
     assert FailedJobRegistry(queue=queue).get_job_ids() == ["boom"]
-    assert r.hget(keys.COUNTERS, "handler:tests.probe.explode:error") == b"1", "counted for /metrics"
+    assert r.hget(keys.COUNTERS, "handler:tests.support.probe.explode:error") == b"1", "counted for /metrics"
 
     env = dlrq_env(redis_url)
-    listed = subprocess.run([sys.executable, "-m", "workers", "failed", "list"], env=env, capture_output=True,
+    listed = subprocess.run([sys.executable, "-m", "dlrq", "failed", "list"], env=env, capture_output=True,
                             text=True, check=True).stdout
     assert "boom" in listed and "handler down for x:1" in listed
-    requeued = subprocess.run([sys.executable, "-m", "workers", "failed", "requeue", "--all"], env=env,
+    requeued = subprocess.run([sys.executable, "-m", "dlrq", "failed", "requeue", "--all"], env=env,
                               capture_output=True, text=True, check=True).stdout
     assert "requeued 1" in requeued
     assert queue.get_job_ids() == ["boom"] and FailedJobRegistry(queue=queue).count == 0
@@ -69,20 +68,20 @@ def test_failed_handler_jobs_are_listed_and_requeued_from_the_cli(r, redis_url):
 
 def test_a_handler_job_run_again_after_its_call_succeeded_does_not_call_again(r, redis_url):
     """As when its worker dies, or Redis fails, after the call and before RQ records the job finished."""
-    from tests.probe import CALLS
+    from tests.support.probe import CALLS
     from workers.worker import build_worker
 
-    settings = Settings(redis_url=redis_url, alert_handlers="tests.probe.record")
+    settings = Settings(redis_url=redis_url, alert_handlers="tests.support.probe.record")
     assert Dispatcher(r, settings).raise_event(Event("permanent_failure:M:1", "permanent_failure", {"message": "M"}))
     queue = handler_queue(r, settings)
-    job_id = handler_job_id("permanent_failure:M:1", "tests.probe.record")
+    job_id = handler_job_id("permanent_failure:M:1", "tests.support.probe.record")
     build_worker(settings).work(burst=True, logging_level="WARNING")
     assert r.llen(CALLS) == 1
     queue.enqueue_job(queue.fetch_job(job_id))  # run again
     build_worker(settings).work(burst=True, logging_level="WARNING")
     assert queue.fetch_job(job_id).get_status() == "finished"
     assert r.llen(CALLS) == 1, "the second run found the call marked as made"
-    assert r.hget(keys.COUNTERS, "handler:tests.probe.record:ok") == b"1"
+    assert r.hget(keys.COUNTERS, "handler:tests.support.probe.record:ok") == b"1"
 
 
 def test_handler_calls_are_retried_at_the_configured_steps(r, redis_url):

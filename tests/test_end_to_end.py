@@ -15,11 +15,11 @@ import pytest
 import redis
 from rq.registry import StartedJobRegistry
 
-from ingest import keys
-from ingest.settings import Settings
-
-from .conftest import dlrq_env, free_port, queue_of, spawn, wait_http
-from .receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
+from dlrq.core import keys
+from dlrq.core.settings import Settings
+from tests.support.processes import dlrq_env, free_port, spawn, wait_http
+from tests.support.queues import queue_of
+from tests.support.receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PATH = "/webhooks/delivery-receipt"
@@ -142,7 +142,7 @@ def test_dlrq_up_runs_everything_and_ctrl_c_stops_it(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DLRQ_")}
     env.update(DLRQ_DATA_DIR=str(tmp_path / "data"), DLRQ_PORT=str(port), DLRQ_LOG_LEVEL="WARNING")
-    up = subprocess.Popen([sys.executable, "-m", "workers", "up"], env=env)
+    up = subprocess.Popen([sys.executable, "-m", "dlrq", "up"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/readyz", timeout=30)

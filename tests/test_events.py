@@ -1,6 +1,6 @@
 """The Handlers rules of the contract, as pure functions."""
 
-from workers.events import failure_rate, message_events
+from dlrq.core.events import failure_rate, message_events
 
 CODES = ("1", "2", "7", "8", "12", "16", "99")
 

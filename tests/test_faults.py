@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .faults import SHORT, run_once
+from .faults.plan import SHORT
+from .faults.run import run_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

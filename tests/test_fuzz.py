@@ -16,8 +16,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from starlette.testclient import TestClient
 
+from dlrq.core.settings import Settings
 from ingest.app import create_app
-from ingest.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PATH = "/webhooks/delivery-receipt"

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import redis
 
-from .conftest import dlrq_env, free_port, spawn, wait_http
-from .fakes import FakeSmsApi, WebhookReceiver
-from .probe import CALLS
-from .receipts import receipt
-from .sends import send
+from tests.support.probe import CALLS
+from tests.support.processes import dlrq_env, free_port, spawn, wait_http
+from tests.support.receipts import receipt
+from tests.support.receivers import FakeSmsApi, WebhookReceiver
+from tests.support.sends import send
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PATH = "/webhooks/delivery-receipt"
@@ -40,9 +40,9 @@ def stack(redis_url):
         DLRQ_PORT=str(port),
         DLRQ_MAINTENANCE_INTERVAL="1",
         DLRQ_RETRY_BACKOFF="1",
-        DLRQ_RETRY_HANDLERS="vonage,tests.probe:record",
-        DLRQ_ALERT_HANDLERS="webhook,tests.probe:record",
-        DLRQ_WEBHOOK_URL=f"{hook.url}/events",
+        DLRQ_RETRY_HANDLERS="vonage,tests.support.probe:record",
+        DLRQ_ALERT_HANDLERS="webhook,tests.support.probe:record",
+        DLRQ_WEBHOOK_URL=hook.url,
         DLRQ_WEBHOOK_SECRET=SECRET,
         DLRQ_VONAGE_API_KEY="test-key",
         DLRQ_VONAGE_API_SECRET="test-secret",

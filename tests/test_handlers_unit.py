@@ -1,6 +1,6 @@
 import logging
 
-from ingest.settings import get_settings
+from dlrq.core.settings import get_settings
 from workers.handlers import log_event, mask, resolve, sign
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
+from dlrq.core.receipt import MAX_FIELDS, MAX_NAME_LENGTH, MAX_VALUE_LENGTH
 from ingest.app import create_app
 from ingest.params import MAX_BODY
-from ingest.receipt import MAX_FIELDS, MAX_NAME_LENGTH, MAX_VALUE_LENGTH
 
 from .test_ingest_http import PATH, stored
 

@@ -10,11 +10,10 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from starlette.testclient import TestClient
 
+from dlrq.core.settings import Settings
 from ingest.app import create_app
-from ingest.settings import Settings
-
-from .conftest import free_port
-from .receipts import DOCS_ACCEPTED, DOCS_DELIVERED, DOCS_TUTORIAL
+from tests.support.processes import free_port
+from tests.support.receipts import DOCS_ACCEPTED, DOCS_DELIVERED, DOCS_TUTORIAL
 
 pytestmark = pytest.mark.integration
 PATH = "/webhooks/delivery-receipt"

@@ -7,14 +7,13 @@ import sys
 import pytest
 from starlette.testclient import TestClient
 
+from dlrq.core.receipt import Receipt
+from dlrq.core.settings import Settings
 from ingest.app import create_app
-from ingest.receipt import Receipt
-from ingest.settings import Settings
+from tests.support.processes import dlrq_env
+from tests.support.receipts import receipt
+from tests.support.sends import DOCS_TWO_PARTS, send
 from workers.batch import apply
-
-from .conftest import dlrq_env
-from .receipts import receipt
-from .sends import DOCS_TWO_PARTS, send
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +73,7 @@ def test_dlrq_register_reads_a_file_or_stdin(redis_url, tmp_path):
     path = tmp_path / "send.json"
     path.write_text(json.dumps(DOCS_TWO_PARTS))
     env = dlrq_env(redis_url)
-    run = [sys.executable, "-m", "workers", "register"]
+    run = [sys.executable, "-m", "dlrq", "register"]
     from_file = subprocess.run([*run, str(path)], env=env, capture_output=True, text=True, check=True)
     from_stdin = subprocess.run([*run, "-"], env=env, input=path.read_text(), capture_output=True, text=True, check=True)
     assert json.loads(from_file.stdout) == json.loads(from_stdin.stdout) == {

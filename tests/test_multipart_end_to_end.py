@@ -16,14 +16,14 @@ import httpx
 import pytest
 import redis
 
-from ingest import keys
-from ingest.receipt import Receipt
-from ingest.settings import Settings
+from dlrq.core import keys
+from dlrq.core.receipt import Receipt
+from dlrq.core.settings import Settings
+from tests.support.processes import dlrq_env, spawn
+from tests.support.receipts import receipt
+from tests.support.sends import send
 from workers.batch import apply
 
-from .conftest import dlrq_env, spawn
-from .receipts import receipt
-from .sends import send
 from .test_end_to_end import PATH, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -123,7 +123,7 @@ def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server
 
 def test_receipt_missing_survives_a_worker_restart_and_is_raised_once(redis_url, r):
     env = dlrq_env(redis_url, DLRQ_MAINTENANCE_INTERVAL="1", DLRQ_RECEIPT_TIMEOUT="3")
-    register = [sys.executable, "-m", "workers", "register", "-"]
+    register = [sys.executable, "-m", "dlrq", "register", "-"]
     subprocess.run(register, env=env, input=json.dumps(send(["SILENT0", "SILENT1"])), text=True, check=True)
     apply(r, [Receipt(receipt("SILENT0", "delivered", 5), "t")], Settings())
 

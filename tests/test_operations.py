@@ -12,14 +12,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from dlrq.core.calls import run
+from dlrq.core.registration import parse_send
+from dlrq.core.settings import Settings
+from dlrq.core.store import register
 from ingest.app import create_app
-from ingest.messages import register_sync
-from ingest.registration import parse_send
-from ingest.settings import Settings
-
-from .conftest import dlrq_env, drain, free_port
-from .receipts import receipt
-from .sends import send
+from tests.support.processes import dlrq_env, free_port
+from tests.support.queues import drain
+from tests.support.receipts import receipt
+from tests.support.sends import send
 
 pytestmark = pytest.mark.integration
 PATH = "/webhooks/delivery-receipt"
@@ -158,14 +159,14 @@ def test_redis_key_prefix_is_kept(settings, r):
 
 
 def test_dlrq_stats_shows_queues_rates_counters_and_messages(settings, r, redis_url):
-    register_sync(r, parse_send(send(["P1", "P2"])), 86_400, 86_400)
+    run(r, register(parse_send(send(["P1", "P2"])), 86_400, 86_400))
     with TestClient(create_app(settings)) as c:
         for params in [receipt("P1", "delivered"), receipt("a", "delivered"), receipt("b", "failed", 1, "3"),
                        receipt("c", "accepted"), receipt("a", "delivered")]:
             assert c.post(PATH, json=params).status_code == 204
     drain(settings)
     env = dlrq_env(redis_url)
-    out = subprocess.run([sys.executable, "-m", "workers", "stats", "--json"], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "dlrq", "stats", "--json"], env=env, capture_output=True,
                          text=True, timeout=60, check=True).stdout
     stats = json.loads(out)
     assert stats["queues"][settings.queue] == {"waiting": 0, "oldest_age": 0.0, "failed": 0, "scheduled": 0,
@@ -173,6 +174,6 @@ def test_dlrq_stats_shows_queues_rates_counters_and_messages(settings, r, redis_
     assert stats["messages"] == {"pending": 2, "delivered": 1, "failed": 1}  # P1+P2 and c pending
     assert stats["counters"]["receipts:new"] == 4 and stats["counters"]["receipts:resend"] == 1
     assert stats["rates"]["last minute"]["accepted"] > 0
-    text = subprocess.run([sys.executable, "-m", "workers", "stats"], env=env, capture_output=True, text=True,
+    text = subprocess.run([sys.executable, "-m", "dlrq", "stats"], env=env, capture_output=True, text=True,
                           timeout=60, check=True).stdout
     assert "messages by status (4): delivered 1, failed 1, pending 2" in text

@@ -1,8 +1,7 @@
 import pytest
 
-from ingest.receipt import InvalidReceipt, Receipt, dedupe_key, history_entry, stringify, validate
-
-from .receipts import DOCS_DELIVERED, DOCS_TUTORIAL
+from dlrq.core.receipt import InvalidReceipt, Receipt, dedupe_key, history_entry, stringify, validate
+from tests.support.receipts import DOCS_DELIVERED, DOCS_TUTORIAL
 
 
 def test_documented_receipts_are_valid():

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from ingest import keys
+from dlrq.core import keys
+from dlrq.core.settings import Settings, get_settings
 from ingest.app import create_app
-from ingest.settings import Settings, get_settings
-
-from .conftest import dlrq_env, drain
-from .probe import CALLS
+from tests.support.probe import CALLS
+from tests.support.processes import dlrq_env
+from tests.support.queues import drain
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,16 +28,16 @@ def lines(name: str) -> list[dict]:
 
 
 def dlrq(redis_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dlrq_env(redis_url, DLRQ_ALERT_HANDLERS="tests.probe:record", DLRQ_RETRY_HANDLERS="tests.probe:record")
-    return subprocess.run([sys.executable, "-m", "workers", *args], env=env, capture_output=True, text=True,
+    env = dlrq_env(redis_url, DLRQ_ALERT_HANDLERS="tests.support.probe:record", DLRQ_RETRY_HANDLERS="tests.support.probe:record")
+    return subprocess.run([sys.executable, "-m", "dlrq", *args], env=env, capture_output=True, text=True,
                           check=check)
 
 
 @pytest.fixture
 def probe_settings(redis_url, monkeypatch):
     """The in-process worker reads its handlers from the environment, as `dlrq worker` does."""
-    monkeypatch.setenv("DLRQ_ALERT_HANDLERS", "tests.probe:record")
-    monkeypatch.setenv("DLRQ_RETRY_HANDLERS", "tests.probe:record")
+    monkeypatch.setenv("DLRQ_ALERT_HANDLERS", "tests.support.probe:record")
+    monkeypatch.setenv("DLRQ_RETRY_HANDLERS", "tests.support.probe:record")
     monkeypatch.setenv("DLRQ_REDIS_URL", redis_url)
     get_settings.cache_clear()
     yield Settings(redis_url=redis_url)

@@ -1,8 +1,7 @@
 import pytest
 
-from ingest.registration import InvalidSend, parse_send
-
-from .sends import DOCS_TWO_PARTS, send
+from dlrq.core.registration import InvalidSend, parse_send
+from tests.support.sends import DOCS_TWO_PARTS, send
 
 
 def test_docs_send_response_is_two_parts_of_one_message():

@@ -15,11 +15,11 @@ import pytest
 import redis
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from ingest import keys
-from ingest.settings import Settings
-
-from .conftest import dlrq_env, free_port, queue_of, spawn, wait_http
-from .receipts import receipt
+from dlrq.core import keys
+from dlrq.core.settings import Settings
+from tests.support.processes import dlrq_env, free_port, spawn, wait_http
+from tests.support.queues import queue_of
+from tests.support.receipts import receipt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PATH = "/webhooks/delivery-receipt"
@@ -96,7 +96,7 @@ def test_sigterm_to_ingest_and_worker_while_receipts_flow_loses_nothing(redis_ur
         assert refused, "the ingest was stopped while requests came in"
         assert all(a in ("ConnectError", "RemoteProtocolError", "ReadError", 503) for a in refused), set(refused)
 
-        burst = [sys.executable, "-m", "workers", "worker", "--burst"]
+        burst = [sys.executable, "-m", "dlrq", "worker", "--burst"]
         assert subprocess.run(burst, env=env, timeout=120).returncode == 0
         assert queue.count == 0
         assert FailedJobRegistry(queue=queue).count == 0, "no batch half-applied and failed"

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from vonage_http_client.auth import Auth
 
+from dlrq.core.settings import Settings
 from ingest.app import create_app
-from ingest.settings import Settings
 
 pytestmark = pytest.mark.integration
 PATH = "/webhooks/delivery-receipt"

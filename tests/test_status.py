@@ -1,8 +1,7 @@
 import itertools
 
-from ingest.status import chronological, deciding_receipt, message_status, part_status
-
-from .receipts import receipt
+from dlrq.core.status import chronological, deciding_receipt, message_status, part_status
+from tests.support.receipts import receipt
 
 
 def test_highest_rank_wins_whatever_the_order():

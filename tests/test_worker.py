@@ -1,6 +1,5 @@
 """Workers apply batches to part state: resends, disorder and re-runs change nothing they should not."""
 
-import asyncio
 import json
 
 import pytest
@@ -9,13 +8,13 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from starlette.testclient import TestClient
 
-from ingest import keys
-from ingest.app import create_app, redis_client
-from ingest.messages import find_message
+from dlrq.core import connect, keys
+from dlrq.core.calls import run
+from dlrq.core.store import find_message
+from ingest.app import create_app
+from tests.support.queues import drain, queue_of
+from tests.support.receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
 from workers.batch import apply_batch
-
-from .conftest import drain, queue_of
-from .receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
 
 pytestmark = pytest.mark.integration
 PATH = "/webhooks/delivery-receipt"
@@ -28,14 +27,8 @@ def post_all(settings, receipts):
 
 
 def message(settings, message_id):
-    async def get():
-        client = redis_client(settings)
-        try:
-            return await find_message(client, message_id)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(get())
+    with connect.client(settings) as client:
+        return run(client, find_message(message_id))
 
 
 def test_documented_receipts_make_a_delivered_message(settings):

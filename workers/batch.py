@@ -11,13 +11,17 @@ from typing import Any
 import redis
 from rq import get_current_job
 
-from ingest import keys
-from ingest.receipt import InvalidReceipt, Receipt, history_entry, receipt_id
-from ingest.settings import Settings, get_settings
-from ingest.status import FAILED
+from dlrq.core import keys
+from dlrq.core.calls import Script, run
+from dlrq.core.receipt import InvalidReceipt, Receipt, history_entry, receipt_id
+from dlrq.core.settings import Settings
+from dlrq.core.status import FAILED, FINAL, RANK
 
-from . import scripts
+from . import current
 from .react import Window, react
+
+APPLY = Script.load(__package__, "apply_receipts")
+RANKS = json.dumps(RANK)
 
 log = logging.getLogger("dlrq.worker")
 
@@ -38,7 +42,7 @@ def apply_batch(records: list[dict[str, Any]]) -> dict[str, int]:
     receipts = [receipt for _, receipt in numbered]
     new = 0
     if receipts:
-        settings = get_settings()
+        settings = current.settings()
         applied = apply(job.connection, receipts, settings)
         new = sum(applied.flags)
         if log.isEnabledFor(logging.DEBUG):
@@ -81,25 +85,47 @@ class Applied:
 
 
 def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, now: float | None = None) -> Applied:
-    """Apply receipts and count them per network in one atomic call."""
+    """Apply receipts and count their networks' final receipts in one atomic call."""
     now = time.time() if now is None else now
     buckets = max(1, settings.failure_rate_window // keys.NETWORK_BUCKET)
-    flags, raw = scripts.apply_receipts(
-        keys=[keys.part(r.params["messageId"]) for r in receipts],
-        args=[
-            settings.record_ttl,
-            keys.NETWORK_COUNTS,
-            int(now // keys.NETWORK_BUCKET),
-            buckets,
-            (buckets + 1) * keys.NETWORK_BUCKET,
+    current_bucket = int(now // keys.NETWORK_BUCKET)
+    window = [keys.network_window(b) for b in range(current_bucket - buckets + 1, current_bucket + 1)]
+    per_receipt: list[object] = []
+    networks: dict[str, str] = {}
+    for r in receipts:
+        network, status = r.params.get("network-code", ""), r.params["status"]
+        counted = status in FINAL and network != ""
+        if counted:
+            networks[keys.network_total(network)] = network
+        per_receipt += [
+            json.dumps(history_entry(r)),
+            keys.network_total(network) if counted else "",
+            keys.network_failed(network) if counted else "",
+            "1" if counted and status in FAILED else "0",
+        ]
+    flags, raw = run(connection, APPLY(
+        keys=[
+            *(keys.part(r.params["messageId"]) for r in receipts),
             keys.COUNTERS,
             keys.rate(int(now // keys.RATE_BUCKET)),
-            keys.RATE_TTL,
-            *(json.dumps(history_entry(r)) for r in receipts),
+            *window,
         ],
-        client=connection,
-    )
-    windows = [Window(raw[i].decode(), int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)]
+        args=[
+            len(receipts),
+            settings.record_ttl,
+            (buckets + 1) * keys.NETWORK_BUCKET,
+            keys.RATE_TTL,
+            RANKS,
+            keys.COUNT_BATCHES,
+            keys.COUNT_NEW,
+            keys.COUNT_RESEND,
+            keys.COUNT_STATUS,
+            keys.RATE_NEW,
+            keys.RATE_RESEND,
+            *per_receipt,
+        ],
+    ))
+    windows = [Window(networks[raw[i].decode()], int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)]
     return Applied(list(flags), windows)
 
 

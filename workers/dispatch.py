@@ -17,16 +17,15 @@ from datetime import datetime, timedelta, timezone
 import redis
 from rq import Retry
 
-from ingest import keys
-from ingest.enqueue import Recorder, flatten
-from ingest.receipt import utc_now_iso
-from ingest.settings import Settings
+from dlrq.core import keys
+from dlrq.core.calls import Script, run
+from dlrq.core.events import FAILURE_RATE, RETRY, Event
+from dlrq.core.jobs import Recorder, flatten
+from dlrq.core.receipt import utc_now_iso
+from dlrq.core.settings import Settings
 
-from . import scripts
-from .events import FAILURE_RATE, RETRY, Event
-
+RAISE_EVENT = Script.load(__package__, "raise_event")
 log = logging.getLogger("dlrq.events")
-DELIVER = "workers.handlers.deliver"
 FAILURE_TTL = 30 * 86_400
 RESULT_TTL = 86_400
 
@@ -56,7 +55,7 @@ class Dispatcher:
         intervals = self._settings.handler_retry_intervals
         for handler in self.handlers(event):
             job = self._recorder.queue.create_job(
-                DELIVER,
+                keys.DELIVER_JOB,
                 args=(payload, handler),
                 job_id=handler_job_id(event.id, handler),
                 timeout=self._settings.handler_timeout,
@@ -66,16 +65,15 @@ class Dispatcher:
                 retry=Retry(max=len(intervals), interval=intervals),
             )
             commands += self._recorder.enqueue(job, at)
-        commands.append(("HINCRBY", keys.COUNTERS, f"events:{event.kind}", 1))
+        commands.append(("HINCRBY", keys.COUNTERS, keys.count_events(event.kind), 1))
         if event.kind == FAILURE_RATE:
             guard = keys.cooldown(FAILURE_RATE, payload["network_code"])
             ttl = self._settings.failure_rate_cooldown
         else:
             guard, ttl = keys.event(event.id), self._settings.message_ttl
         event_keys = [guard] + ([keys.message(message_id)] if message_id and event.is_alert else [])
-        new = scripts.raise_event(
-            keys=event_keys, args=[event.id, json.dumps(payload), ttl, *flatten(commands)], client=self._connection
-        )
+        new = run(self._connection, RAISE_EVENT(
+            keys=event_keys, args=[json.dumps(payload), ttl, keys.alert(event.id), *flatten(commands)]))
         if new:
             log.debug("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
         return bool(new)

@@ -21,10 +21,13 @@ import httpx
 import redis
 from rq import get_current_job
 
-from ingest import keys
-from ingest.messages import decode_message, register_sync
-from ingest.registration import parse_send
-from ingest.settings import Settings, get_settings
+from dlrq.core import keys
+from dlrq.core.calls import run
+from dlrq.core.registration import parse_send
+from dlrq.core.settings import Settings
+from dlrq.core.store import read_message, register
+
+from . import current
 
 log = logging.getLogger("dlrq.handlers")
 Handler = Callable[[dict[str, Any]], object]
@@ -50,9 +53,9 @@ def deliver(event: dict[str, Any], handler: str) -> None:
     try:
         resolve(handler)(event)
     except Exception:
-        connection.hincrby(keys.COUNTERS, f"handler:{handler}:error", 1)
+        connection.hincrby(keys.COUNTERS, keys.count_handler(handler, "error"), 1)
         raise
-    mark_delivered(connection, marker, f"handler:{handler}:ok", get_settings())
+    mark_delivered(connection, marker, keys.count_handler(handler, "ok"), current.settings())
 
 
 def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings) -> None:
@@ -86,7 +89,7 @@ def mask(number: Any) -> Any:
 
 
 def log_event(event: dict[str, Any]) -> None:
-    full = get_settings().log_phone_numbers
+    full = current.settings().log_phone_numbers
     shown = {k: mask(v) if k in ("to", "msisdn") and not full else v for k, v in event.items()}
     log.warning("%s: %s", event["kind"], json.dumps(shown, sort_keys=True))
 
@@ -97,7 +100,7 @@ def sign(body: bytes, secret: str) -> str:
 
 def post_webhook(event: dict[str, Any]) -> None:
     """POST the event as JSON, signed with HMAC-SHA256 of the body; any non-2xx is retried."""
-    settings = get_settings()
+    settings = current.settings()
     if not settings.webhook_url or settings.webhook_secret is None:
         raise ValueError("the webhook handler needs DLRQ_WEBHOOK_URL and DLRQ_WEBHOOK_SECRET")
     body = json.dumps(event, sort_keys=True).encode()
@@ -118,13 +121,13 @@ def resend_via_vonage(event: dict[str, Any]) -> None:
     """
     if event["kind"] != "retry":
         return
-    settings = get_settings()
+    settings = current.settings()
     connection = get_current_job().connection
-    fields = connection.hgetall(keys.message(event["message"]))
-    if not fields:
+    message = run(connection, read_message(event["message"]))
+    if message is None:
         raise CannotResend(f"message {event['message']} is not registered: nothing to resend")
-    meta, attempts, _ = decode_message(fields)
-    if len(attempts) > event["attempt"]:
+    meta = message.meta
+    if len(message.attempts) > event["attempt"]:
         return
     if not meta.get("text") or not meta.get("from") or not meta.get("to"):
         raise CannotResend(f"message {event['message']} was registered without text, from and to")
@@ -143,7 +146,7 @@ def resend_via_vonage(event: dict[str, Any]) -> None:
     response = httpx.post(url, data=form, timeout=settings.webhook_timeout)
     response.raise_for_status()
     sent = {**response.json(), "text": meta["text"], "from": meta["from"], "retry_of": event["message"]}
-    registered = register_sync(connection, parse_send(sent), settings.receipt_timeout, settings.message_ttl)
+    registered = run(connection, register(parse_send(sent), settings.receipt_timeout, settings.message_ttl))
     log.info("message %s resent as attempt %d", event["message"], registered.attempt)
 
 

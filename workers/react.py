@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import redis
 
-from ingest.messages import find_message_sync
-from ingest.settings import Settings
+from dlrq.core.calls import run
+from dlrq.core.events import Event, failure_rate, message_events
+from dlrq.core.settings import Settings
+from dlrq.core.store import find_message
 
 from .dispatch import Dispatcher
-from .events import Event, failure_rate, message_events
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def dispatcher_for(connection: redis.Redis, settings: Settings) -> Dispatcher:
 
 
 def message_reaction(connection: redis.Redis, settings: Settings, message_id: str) -> list[tuple[Event, str | None]]:
-    view = find_message_sync(connection, message_id)
+    view = run(connection, find_message(message_id))
     if view is None:
         return []
     events = message_events(view, settings.retry_codes, settings.retry_max_attempts, settings.backoff)

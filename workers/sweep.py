@@ -15,14 +15,15 @@ import redis
 from rq import Queue
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from ingest import keys
-from ingest.correlate import load_part, silent_parts
-from ingest.messages import decode_message
-from ingest.receipt import iso_from_epoch
-from ingest.settings import Settings
+from dlrq.core import keys
+from dlrq.core.calls import run
+from dlrq.core.correlate import silent_parts
+from dlrq.core.events import Event, receipt_missing
+from dlrq.core.receipt import iso_from_epoch
+from dlrq.core.settings import Settings
+from dlrq.core.store import read_message, read_parts
 
 from .dispatch import Dispatcher
-from .events import Event, receipt_missing
 from .react import message_reaction
 
 log = logging.getLogger("dlrq.sweep")
@@ -45,37 +46,37 @@ def unapplied_since(connection: redis.Redis, queue: Queue) -> float | None:
 
 
 def sweep(connection: redis.Redis, queue: Queue, settings: Settings, now: float) -> list[Event]:
-    """Handle every deadline that has passed; return the events raised."""
+    """Evaluate newly registered messages, and judge every deadline that has passed; return the events raised."""
     pending = unapplied_since(connection, queue)
     judged_until = now if pending is None else min(now, pending)
     dispatcher = Dispatcher(connection, settings)
     raised: list[Event] = []
-    for member in connection.zrangebyscore(keys.DEADLINES, "-inf", judged_until, start=0, num=SWEEP_LIMIT):
-        attempt_no, logical_id = keys.parse_deadline_member(_text(member))
-        if attempt_no == 0:
-            events = [event for event, _ in message_reaction(connection, settings, logical_id)]
-        else:
-            events = missing_receipts(connection, logical_id, attempt_no)
-        raised += [event for event in events if dispatcher.raise_event(event, logical_id)]
-        connection.zrem(keys.DEADLINES, member)
+    for due, judge in ((keys.EVALUATE, evaluate), (keys.DEADLINES, missing_receipts)):
+        for member in connection.zrangebyscore(due, "-inf", judged_until, start=0, num=SWEEP_LIMIT):
+            logical_id = _text(member)
+            raised += [event for event in judge(connection, settings, logical_id)
+                       if dispatcher.raise_event(event, logical_id)]
+            connection.zrem(due, member)
     for event in raised:
         if event.kind == "receipt_missing":
             log.warning("receipt missing: part %s of message %s", event.data["part"], event.data["message"])
     return raised
 
 
-def missing_receipts(connection: redis.Redis, logical_id: str, attempt_no: int) -> list[Event]:
-    fields = connection.hgetall(keys.message(logical_id))
-    if not fields:
+def evaluate(connection: redis.Redis, settings: Settings, logical_id: str) -> list[Event]:
+    return [event for event, _ in message_reaction(connection, settings, logical_id)]
+
+
+def missing_receipts(connection: redis.Redis, settings: Settings, logical_id: str) -> list[Event]:
+    """The latest attempt's submitted parts with no final receipt (a later attempt moved the deadline)."""
+    message = run(connection, read_message(logical_id))
+    if message is None:
         return []
-    _, attempts, _ = decode_message(fields)
-    if attempt_no != len(attempts):
-        return []  # a later attempt superseded it
-    attempt = attempts[-1]
-    part_ids = [p["message_id"] for p in attempt["parts"] if p["send_status"] == "0"]
-    docs = {i: load_part(raw) for i, raw in zip(part_ids, connection.mget([keys.part(i) for i in part_ids]))}
+    attempt = message.attempts[-1]
+    docs = run(connection, read_parts(message.submitted_parts))
     deadline = iso_from_epoch(attempt["deadline"])
-    return [receipt_missing(logical_id, attempt_no, part, deadline) for part in silent_parts(attempt, docs)]
+    return [receipt_missing(logical_id, len(message.attempts), part, deadline)
+            for part in silent_parts(attempt, docs)]
 
 
 def _text(value: bytes | str) -> str:

@@ -20,10 +20,14 @@ from rq.utils import as_text, utcparse
 from rq.utils import now as utcnow
 from rq.worker import WorkerStatus
 
-from ingest.settings import Settings
+from dlrq.core.calls import Script, run
+from dlrq.core.connect import client
+from dlrq.core.settings import Settings
 
-from . import scripts
+from . import current
 from .sweep import sweep
+
+RELEASE_LOCK = Script.load(__package__, "release_lock")
 
 # A batch runs in the worker's own process and cannot outlive its timeout, so a
 # worker that has not been heard of for this long after it should have finished
@@ -134,8 +138,14 @@ class BatchWorker(SimpleWorker):
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        with current.using(self.settings):
+            return super().perform_job(job, queue, execution)
+
     def run_maintenance_tasks(self) -> None:
-        release_dead_scheduler_locks(self.connection, [q.name for q in self.queues], datetime.now(timezone.utc))
+        own = self.scheduler.name if self.scheduler else None
+        release_dead_scheduler_locks(self.connection, [q.name for q in self.queues], datetime.now(timezone.utc),
+                                     own)
         super().run_maintenance_tasks()
         sweep(self.connection, self.queues[0], self.settings, time.time())
 
@@ -148,18 +158,22 @@ class BatchWorker(SimpleWorker):
         super().execute_job(job, queue)
 
 
-def release_dead_scheduler_locks(connection: redis.Redis, queue_names: list[str], now: datetime) -> list[str]:
-    """Return the queues whose scheduler lock was released; RQ's maintenance then takes it."""
+def release_dead_scheduler_locks(connection: redis.Redis, queue_names: list[str], now: datetime,
+                                 alive: str | None = None) -> list[str]:
+    """Return the queues whose scheduler lock was released; RQ's maintenance then takes it.
+
+    `alive` names this worker's own scheduler: it has not beaten yet when the worker starts.
+    """
     released = []
     for name in queue_names:
         lock = SCHEDULER_LOCKING_KEY_TEMPLATE % name
         holder = connection.get(lock)
-        if holder is None:
+        if holder is None or as_text(holder) == alive:
             continue
         beat = connection.hget(SCHEDULER_KEY_TEMPLATE % as_text(holder), "last_heartbeat")
         if beat is not None and (now - utcparse(as_text(beat))).total_seconds() < SCHEDULER_DEAD_AFTER:
             continue
-        if scripts.release_lock(keys=[lock], args=[holder], client=connection):
+        if run(connection, RELEASE_LOCK(keys=[lock], args=[holder])):
             released.append(name)
     return released
 
@@ -184,7 +198,7 @@ def forget_dead_executions(job: Job) -> None:
 
 def build_worker(settings: Settings, name: str | None = None) -> BatchWorker:
     """Receipt batches first, then handler calls: a slow handler must not hold receipts up for long."""
-    connection = redis.Redis.from_url(settings.effective_redis_url)
+    connection = client(settings)
     names = (settings.queue, settings.handler_queue)
     queues = [TakeThroughIntermediate(name, connection=connection, serializer=JSONSerializer) for name in names]
     worker = BatchWorker(

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest.receipt import Receipt, utc_now_iso
+from dlrq.core import keys
+from dlrq.core.receipt import Receipt, utc_now_iso
 
 QUEUE = "naive"
 queue = Queue(QUEUE, connection=redis.Redis.from_url(os.environ["DLRQ_REDIS_URL"]), serializer=JSONSerializer)
@@ -31,7 +32,7 @@ async def receive(request: Request) -> Response:
     if body:
         params.update(json.loads(body))
     record = Receipt(params, utc_now_iso()).to_record()
-    await run_in_threadpool(queue.enqueue, "workers.batch.apply_batch", [record], retry=Retry(max=3))
+    await run_in_threadpool(queue.enqueue, keys.BATCH_JOB, [record], retry=Retry(max=3))
     return Response(status_code=204)
 
 

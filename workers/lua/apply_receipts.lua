@@ -1,25 +1,24 @@
 -- Apply a batch of receipts atomically.
--- KEYS[i]: the part key of receipt i.
--- ARGV[1]: part TTL in seconds. ARGV[2]: prefix of the failure-rate counters, ARGV[3]: the
--- current bucket, ARGV[4]: buckets in the window, ARGV[5]: the counters' TTL.
--- ARGV[6]: the counters hash, ARGV[7]: this moment's throughput hash, ARGV[8]: its TTL.
--- ARGV[8 + i]: receipt i's history entry (JSON).
+-- KEYS[1..n]: the part key of each receipt; KEYS[n+1]: the counters hash; KEYS[n+2]: this
+-- moment's throughput hash; KEYS[n+3...]: the failure-rate window's buckets, the current one last.
+-- ARGV[1]: n. ARGV[2]: part TTL, ARGV[3]: the window buckets' TTL, ARGV[4]: the throughput
+-- hash's TTL. ARGV[5]: the status ranks (JSON). ARGV[6..11]: field names: batches, new
+-- receipts, resends (counters), prefix of status changes (counters), new, resend (throughput).
+-- ARGV[12 + 4(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
+-- window buckets (final receipts, failed ones; '' when it does not count), then '1' if it failed.
 -- A receipt equal to one the part already holds (same status, err-code, scts,
--- message-timestamp) is a resend: it changes nothing. A new final receipt with a
--- network-code is counted in <prefix><network>:<bucket> (fields total, failed).
--- The counters count new receipts, resends, the batch, and each change of a part's
--- status (status:<new status>), by the contract's rules as ingest/status.py has them.
--- Returns {applied, windows}: applied holds 1 for each new receipt and 0 for each
--- resend, in order, so running a batch again changes nothing; windows holds, for each
--- network a final receipt of the batch came from, its name, total and failed over the window.
-local ttl, prefix, bucket, buckets = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local counts_ttl = tonumber(ARGV[5])
-local counters, throughput, throughput_ttl = ARGV[6], ARGV[7], tonumber(ARGV[8])
-local final = {delivered = true, expired = true, failed = true, rejected = true, unknown = true}
-local failed = {expired = true, failed = true, rejected = true}
-local rank = {accepted = 1, buffered = 2, unknown = 3, delivered = 4, expired = 4, failed = 4, rejected = 4}
-local applied = {}
-local networks = {}
+-- message-timestamp) is a resend: it changes nothing. The counters count new receipts,
+-- resends, the batch, and each change of a part's status by the contract's rules.
+-- Returns {applied, windows}: applied holds 1 for each new receipt and 0 for each resend,
+-- in order, so running a batch again changes nothing; windows holds, for each network a final
+-- receipt of the batch came from, its final-receipts field, then its totals over the window.
+local n = tonumber(ARGV[1])
+local ttl, window_ttl, throughput_ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rank = cjson.decode(ARGV[5])
+local f_batches, f_new, f_resend, f_status, f_rate_new, f_rate_resend = unpack(ARGV, 6, 11)
+local counters, throughput = KEYS[n + 1], KEYS[n + 2]
+local current = KEYS[#KEYS]
+local applied, networks, failed_fields = {}, {}, {}
 local new, changes = 0, {}
 
 local function same(a, b)
@@ -42,13 +41,12 @@ local function decides(a, b)
   return (a.scts or '') >= (b.scts or '')
 end
 
-for i, key in ipairs(KEYS) do
-  local entry = cjson.decode(ARGV[i + 8])
-  local network = entry['network-code']
-  local counted = final[entry.status] and type(network) == 'string' and network ~= ''
-  if counted and not networks[network] then
-    networks[network] = true
-    networks[#networks + 1] = network
+for i = 1, n do
+  local key, base = KEYS[i], 12 + 4 * (i - 1)
+  local entry, total_field, failed_field = cjson.decode(ARGV[base]), ARGV[base + 1], ARGV[base + 2]
+  if total_field ~= '' and not failed_fields[total_field] then
+    failed_fields[total_field] = failed_field
+    networks[#networks + 1] = total_field
   end
   local raw = redis.call('GET', key)
   local part = raw and cjson.decode(raw) or {}
@@ -74,36 +72,35 @@ for i, key in ipairs(KEYS) do
     if rank[entry.status] and (deciding == nil or (decides(entry, deciding) and entry.status ~= deciding.status)) then
       changes[entry.status] = (changes[entry.status] or 0) + 1
     end
-    if counted then
-      local counts = prefix .. network .. ':' .. bucket
-      redis.call('HINCRBY', counts, 'total', 1)
-      if failed[entry.status] then
-        redis.call('HINCRBY', counts, 'failed', 1)
+    if total_field ~= '' then
+      redis.call('HINCRBY', current, total_field, 1)
+      if ARGV[base + 3] == '1' then
+        redis.call('HINCRBY', current, failed_field, 1)
       end
-      redis.call('EXPIRE', counts, counts_ttl)
+      redis.call('EXPIRE', current, window_ttl)
     end
   end
 end
 
-redis.call('HINCRBY', counters, 'batches', 1)
-redis.call('HINCRBY', counters, 'receipts:new', new)
-redis.call('HINCRBY', counters, 'receipts:resend', #KEYS - new)
-for status, n in pairs(changes) do
-  redis.call('HINCRBY', counters, 'status:' .. status, n)
+redis.call('HINCRBY', counters, f_batches, 1)
+redis.call('HINCRBY', counters, f_new, new)
+redis.call('HINCRBY', counters, f_resend, n - new)
+for status, count in pairs(changes) do
+  redis.call('HINCRBY', counters, f_status .. status, count)
 end
-redis.call('HINCRBY', throughput, 'new', new)
-redis.call('HINCRBY', throughput, 'resend', #KEYS - new)
+redis.call('HINCRBY', throughput, f_rate_new, new)
+redis.call('HINCRBY', throughput, f_rate_resend, n - new)
 redis.call('EXPIRE', throughput, throughput_ttl)
 
 local windows = {}
-for _, network in ipairs(networks) do
+for _, total_field in ipairs(networks) do
   local total, failures = 0, 0
-  for b = bucket - buckets + 1, bucket do
-    local counts = redis.call('HMGET', prefix .. network .. ':' .. b, 'total', 'failed')
+  for b = n + 3, #KEYS do
+    local counts = redis.call('HMGET', KEYS[b], total_field, failed_fields[total_field])
     total = total + (tonumber(counts[1]) or 0)
     failures = failures + (tonumber(counts[2]) or 0)
   end
-  windows[#windows + 1] = network
+  windows[#windows + 1] = total_field
   windows[#windows + 1] = total
   windows[#windows + 1] = failures
 end

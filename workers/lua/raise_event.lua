@@ -1,14 +1,14 @@
 -- Raise an event once: record it, and enqueue its handler calls, atomically.
 -- KEYS[1]: the event's guard (SET NX; its TTL is how long the same event stays recognised).
 -- KEYS[2], optional: the message hash that records the event in its alerts.
--- ARGV[1]: event id, ARGV[2]: event JSON, ARGV[3]: guard TTL in seconds,
+-- ARGV[1]: event JSON, ARGV[2]: guard TTL in seconds, ARGV[3]: the event's field in the message hash,
 -- ARGV[4...]: the commands RQ recorded for the handler calls, each as its length then its arguments.
 -- Returns 1 if the event was new, 0 if it had been raised already (nothing is written then).
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
   return 0
 end
 if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'alert:' .. ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 end
 local i = 4
 while i <= #ARGV do

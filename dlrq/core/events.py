@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.status import FAILED
+from .status import FAILED
 
 RETRY = "retry"
 PERMANENT_FAILURE = "permanent_failure"

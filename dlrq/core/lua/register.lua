@@ -1,14 +1,17 @@
 -- Register a send (one attempt of a message) atomically and idempotently.
--- KEYS[1]: the message hash. KEYS[2]: the deadlines sorted set. KEYS[3...]: the owner key of each part.
--- ARGV: logical id, meta JSON, attempt JSON, attempt key (its first part id), TTL, deadline,
--- "1" if a retry, now. The message is also due at once for an evaluation of its events
--- (attempt 0): receipts that came first, or a part refused at send time, may have failed it.
+-- KEYS[1]: the message hash. KEYS[2]: the deadlines sorted set. KEYS[3]: the sorted set of
+-- messages to evaluate. KEYS[4...]: the owner key of each part.
+-- ARGV: logical id, meta JSON, attempt JSON, the field naming this attempt, TTL, deadline,
+-- "1" if a retry, now, then the hash's field names: meta, attempts, attempt prefix.
+-- The message is also due at once for an evaluation of its events: receipts that came
+-- first, or a part refused at send time, may have failed it.
 -- Returns {outcome, attempt number}: "created", "exists" (same send registered before),
 -- "unknown" (retry of a message never registered) or "conflict" (a part belongs to another message).
-local id, meta, attempt, attempt_key = ARGV[1], ARGV[2], ARGV[3], 'key:' .. ARGV[4]
+local id, meta, attempt, attempt_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, deadline, retry, now = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1', ARGV[8]
+local meta_field, attempts_field, attempt_prefix = ARGV[9], ARGV[10], ARGV[11]
 
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local owner = redis.call('GET', KEYS[i])
   if owner and owner ~= id then
     return {'conflict', owner}
@@ -28,14 +31,15 @@ if not retry and exists then
   return {'exists', 1}
 end
 
-local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local n = redis.call('HINCRBY', KEYS[1], attempts_field, 1)
 if n == 1 then
-  redis.call('HSET', KEYS[1], 'meta', meta)
+  redis.call('HSET', KEYS[1], meta_field, meta)
 end
-redis.call('HSET', KEYS[1], 'attempt:' .. n, attempt, attempt_key, n)
+redis.call('HSET', KEYS[1], attempt_prefix .. n, attempt, attempt_key, n)
 redis.call('EXPIRE', KEYS[1], ttl)
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   redis.call('SET', KEYS[i], id, 'EX', ttl)
 end
-redis.call('ZADD', KEYS[2], deadline, n .. ':' .. id, now, '0:' .. id)
+redis.call('ZADD', KEYS[2], deadline, id)
+redis.call('ZADD', KEYS[3], now, id)
 return {'created', n}

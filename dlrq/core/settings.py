@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         """Handler calls wait in their own queue, so that a slow handler never holds up receipts."""
         return f"{self.queue}-handlers"
 
+    @property
+    def queues(self) -> tuple[str, str]:
+        """Receipt batches first, then handler calls."""
+        return (self.queue, self.handler_queue)
+
     def backoff(self, attempt: int) -> int:
         """Seconds to wait before resending after failed attempt `attempt` (the last step repeats)."""
         steps = [int(s) for s in self.retry_backoff]

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl
 class Server:
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.lock = threading.Lock()
@@ -33,11 +35,14 @@ class _Quiet(BaseHTTPRequestHandler):
 
     def answer(self, status: int, payload: dict | None = None) -> None:
         data = json.dumps(payload or {}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the caller gave up: it will call again
 
 
 class FakeSmsApi(Server):
@@ -62,27 +67,47 @@ class FakeSmsApi(Server):
 
 
 class WebhookReceiver(Server):
-    """Counts events by id, after checking each body's HMAC-SHA256 signature."""
+    """The `webhook` handler's endpoint: checks each body's HMAC-SHA256 signature, counts deliveries
+    (2xx answers) by event id and kind, and can fail on demand.
 
-    def __init__(self, secret: str) -> None:
+    mode: "ok"; "error" (answers 500); "timeout" (answers 500 after `timeout` + 0.5 s, when the
+    caller has given up).
+    """
+
+    def __init__(self, secret: str, timeout: float = 5.0) -> None:
         self.secret = secret.encode()
+        self.timeout = timeout
+        self.mode = "ok"
         self.calls: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()
+        self.first_refused: dict[str, float] = {}
+        self.first_delivered: dict[str, float] = {}
         self.bad_signatures = 0
         super().__init__(self._Handler)
+        self.url += "/events"
 
     class _Handler(_Quiet):
         def do_POST(self) -> None:  # noqa: N802
             owner: WebhookReceiver = self.server.owner  # type: ignore[attr-defined]
-            body = self.body()
-            expected = "sha256=" + hmac.new(owner.secret, body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(self.headers.get("X-Dlrq-Signature", ""), expected):
-                with owner.lock:
-                    owner.bad_signatures += 1
-                return self.answer(401)
-            event = json.loads(body)
-            assert self.headers["X-Dlrq-Event-Id"] == event["id"]
-            with owner.lock:
-                owner.calls[event["id"]] += 1
-                owner.kinds[event["kind"]] += 1
-            self.answer(200)
+            owner.handle(self, self.body())
+
+    def handle(self, request: _Quiet, body: bytes) -> None:
+        expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+        mode = self.mode
+        with self.lock:
+            if not hmac.compare_digest(request.headers.get("X-Dlrq-Signature", ""), expected):
+                self.bad_signatures += 1
+                status = 401
+            elif mode != "ok":
+                self.first_refused.setdefault(request.headers.get("X-Dlrq-Event-Id", ""), time.monotonic())
+                status = 500
+            else:
+                event = json.loads(body)
+                assert request.headers["X-Dlrq-Event-Id"] == event["id"]
+                self.calls[event["id"]] += 1
+                self.kinds[event["kind"]] += 1
+                self.first_delivered.setdefault(event["id"], time.monotonic())
+                status = 200
+        if mode == "timeout":
+            time.sleep(self.timeout + 0.5)
+        request.answer(status)

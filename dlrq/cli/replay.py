@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 from redis.exceptions import RedisError
 
-from .enqueue import BatchEnqueuer
-from .receipt import InvalidReceipt, Receipt, stringify, utc_now_iso, validate
+from dlrq.core.receipt import InvalidReceipt, Receipt, stringify, utc_now_iso, validate
+from ingest.enqueue import BatchEnqueuer
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_REPORTED = 20

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
+import click
 import redis
+from redis.exceptions import RedisError
 
-from ingest import keys
-from ingest.correlate import load_part, render_unregistered
-from ingest.messages import find_message_sync
+from dlrq.core import connect, keys
+from dlrq.core.calls import run
+from dlrq.core.correlate import load_part, render_unregistered
+from dlrq.core.deployment import read_deployment
+from dlrq.core.jobs import QueueKeys
+from dlrq.core.store import find_message
+
+from .common import load_settings, unreachable, where
 
 SPANS = {"last minute": 60, "last 15 minutes": 900}
-FIELDS = ("accepted", "new", "resend")
+FIELDS = (keys.RATE_ACCEPTED, keys.RATE_NEW, keys.RATE_RESEND)
 SCAN_CHUNK = 500
 
 
@@ -40,7 +52,7 @@ def message_statuses(connection: redis.Redis, progress: Callable[[int], object])
     counts: Counter[str] = Counter()
     prefix = keys.message("")
     for key in connection.scan_iter(match=keys.message("*"), count=1000):
-        view = find_message_sync(connection, key.decode()[len(prefix):])
+        view = run(connection, find_message(key.decode()[len(prefix):]))
         if view is not None:
             counts[view["status"]] += 1
         progress(1)
@@ -88,3 +100,42 @@ def render(queues: dict[str, dict[str, Any]], rates: dict[str, dict[str, float]]
         shown = ", ".join(f"{status} {n:,}" for status, n in sorted(messages.items())) or "none"
         lines.append(f"messages by status ({total:,}): {shown}")
     return "\n".join(lines)
+
+
+@click.command()
+@click.option("--no-messages", is_flag=True, help="Skip counting messages by status (a scan of all of them).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def stats(no_messages: bool, as_json: bool) -> None:
+    """Queue depth, rates, failed jobs, counters, and messages by status."""
+    from tqdm import tqdm
+
+    settings = load_settings()
+    names = settings.queues
+
+    async def deployment():
+        client = connect.async_client(settings)
+        try:
+            return await read_deployment(client, [QueueKeys(n) for n in names], datetime.now(timezone.utc))
+        finally:
+            await client.aclose()
+
+    state = asyncio.run(deployment())
+    if not state.redis_up:
+        raise click.ClickException(f"Redis unreachable at {where(settings)}")
+    queues = {n: {"waiting": state.depth[n], "oldest_age": state.oldest_age[n], "failed": state.failed[n],
+                  "scheduled": state.scheduled[n], "workers": state.workers[n]} for n in names}
+    try:
+        with connect.client(settings) as connection:
+            rates = throughput(connection, time.time())
+            messages = None
+            if not no_messages:
+                with tqdm(unit=" keys", unit_scale=True, file=sys.stderr, leave=False, disable=None) as bar:
+                    messages = message_statuses(connection, bar.update)
+    except RedisError as exc:
+        unreachable(settings, exc)
+    if as_json:
+        click.echo(json.dumps({"server": settings.effective_redis_url, "queues": queues, "rates": rates,
+                               "counters": state.counters, "messages": messages}))
+    else:
+        click.echo(f"server: {where(settings)}")
+        click.echo(render(queues, rates, state.counters, messages))

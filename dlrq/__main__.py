@@ -1,0 +1,3 @@
+from dlrq.cli import main
+
+main()

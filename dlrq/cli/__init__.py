@@ -1,0 +1,21 @@
+"""The `dlrq` command line: one command per operator task, above the ingest and the workers."""
+
+from __future__ import annotations
+
+import click
+
+from .failed import failed
+from .messages import register_command, show
+from .record import export, replay
+from .serve import ingest, worker
+from .stats import stats
+from .up import up
+
+
+@click.group()
+def main() -> None:
+    """dlrq: Vonage SMS delivery receipts, acknowledged at once, processed reliably."""
+
+
+for command in (up, ingest, worker, show, register_command, stats, failed, export, replay):
+    main.add_command(command)

@@ -1,0 +1,125 @@
+"""`dlrq export` and `dlrq replay`: the record of accepted receipts, out to files and back."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+import click
+import redis
+from redis.exceptions import RedisError
+
+from dlrq.core import connect, keys
+
+from .common import load_settings, unreachable
+from .replay import Summary
+
+EXPORT_CHUNK = 1000
+
+
+def parse_since(text: str) -> int:
+    """An ISO 8601 time (UTC unless it says otherwise) or epoch seconds, as a stream id's milliseconds."""
+    try:
+        return int(float(text) * 1000)
+    except ValueError:
+        pass
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def read_record(client: redis.Redis, since_ms: int = 0) -> Iterator[bytes]:
+    """Every recorded receipt since `since_ms` as a JSON line, oldest first, a chunk of batches at a time."""
+    start = f"{since_ms}-0"
+    while True:
+        entries = client.xrange(keys.RECORD, min=start, max="+", count=EXPORT_CHUNK)
+        for _, fields in entries:
+            yield from fields[keys.RECORD_FIELD.encode()].splitlines()
+        if len(entries) < EXPORT_CHUNK:
+            return
+        start = "(" + entries[-1][0].decode()
+
+
+def open_output(path: Path | None) -> IO[bytes]:
+    if path is None:
+        return io.BufferedWriter(io.FileIO(1, "w", closefd=False))
+    return gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb")  # noqa: SIM115
+
+
+def write_record(client: redis.Redis, out: IO[bytes], since_ms: int = 0) -> int:
+    """Write the record as JSONL; return how many receipts were written."""
+    count = 0
+    for line in read_record(client, since_ms):
+        out.write(line + b"\n")
+        count += 1
+    return count
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here (gzip when the name ends in .gz) instead of stdout.")
+@click.option("--since", default=None, help="Only receipts recorded since this time (ISO 8601, or epoch seconds).")
+def export(output: Path | None, since: str | None) -> None:
+    """Stream the record of accepted receipts as JSONL, oldest first."""
+    settings = load_settings()
+    try:
+        since_ms = parse_since(since) if since else 0
+    except ValueError as exc:
+        raise click.BadParameter(f"{since!r} is neither ISO 8601 nor epoch seconds", param_hint="--since") from exc
+    try:
+        with connect.client(settings) as client, open_output(output) as out:
+            count = write_record(client, out, since_ms)
+    except RedisError as exc:
+        unreachable(settings, exc)
+    click.echo(f"exported {count} receipts", err=True)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "url", default=None, help="POST each receipt to this webhook URL instead of the queue.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Receipts per second.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Requests in flight with --to.")
+@click.option("--batch-size", type=click.IntRange(min=1, max=10_000), default=1000, show_default=True,
+              help="Receipts per queued batch without --to.")
+def replay(files: tuple[Path, ...], url: str | None, rate: float | None, concurrency: int, batch_size: int) -> None:
+    """Replay JSONL files (recorded receipts or plain parameter objects; .gz too).
+
+    Without --to, straight onto the queue through the ingest's batch path (no HTTP, no
+    signature check; nothing is added to the record). Replaying a file twice changes nothing.
+    """
+    from tqdm import tqdm
+
+    from ingest.enqueue import BatchEnqueuer
+
+    from .replay import read_lines, replay_over_http, replay_to_queue, report
+
+    settings = load_settings()
+    lines = read_lines(files)
+
+    async def run() -> Summary:
+        with tqdm(unit=" receipts", unit_scale=True, file=sys.stderr) as bar:
+            if url:
+                return await replay_over_http(lines, url, rate, concurrency, bar.update)
+            client = connect.async_client(settings)
+            try:
+                enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout)
+                return await replay_to_queue(lines, enqueue, batch_size, rate, bar.update)
+            finally:
+                await client.aclose()
+
+    try:
+        summary = asyncio.run(run())
+    except RedisError as exc:
+        unreachable(settings, exc)
+    report(summary)
+    click.echo(summary.line())
+    if summary.failed:
+        sys.exit(1)

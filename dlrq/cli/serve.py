@@ -1,0 +1,53 @@
+"""`dlrq ingest` and `dlrq worker`: the two long-running processes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from .common import load_settings, setup_logging
+
+
+@click.command()
+def ingest() -> None:
+    """Serve the webhook and the message API (DLRQ_HOST:DLRQ_PORT)."""
+    import uvicorn
+
+    from ingest.app import create_app
+
+    settings = load_settings()
+    setup_logging(settings)
+    # Uvicorn stops accepting on SIGTERM/SIGINT, answers the requests it holds, stores every
+    # batch begun (lifespan shutdown), then raises the signal again. By then stopping is
+    # clean, so that second signal is let pass and the exit status is 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        # The access log would print query strings, and GET receipts carry phone numbers in them.
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        # Uvicorn's own lines go through the handler set up above (JSON or text).
+        log_config=None,
+        lifespan="on",
+    )
+    logging.getLogger("dlrq.ingest").info("stopped: every acknowledged receipt is stored")
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Quit once the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's random one).")
+def worker(burst: bool, name: str | None) -> None:
+    """Apply queued receipt batches and call the handlers (an RQ SimpleWorker with the scheduler)."""
+    from workers.worker import run_worker
+
+    settings = load_settings()
+    setup_logging(settings)
+    run_worker(settings, burst=burst, name=name)

@@ -1,0 +1,1 @@
+"""The shared core: domain rules (pure) and the Redis store both wings use. Imports neither wing."""

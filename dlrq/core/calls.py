@@ -1,0 +1,70 @@
+"""Redis calls as data, so that one implementation serves sync and async callers.
+
+A store operation is a generator: it yields each command it needs and receives the reply
+(or has the server's error raised at the `yield`). `run` drives it on a blocking client,
+`arun` on an asyncio one; nothing else in dlrq needs to exist twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from hashlib import sha1
+from importlib.resources import files
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
+
+T = TypeVar("T")
+Call = tuple[Any, ...]
+Steps = Generator[Call, Any, T]
+
+
+def run(client: redis.Redis, steps: Steps[T]) -> T:
+    reply: Any = None
+    error: ResponseError | None = None
+    while True:
+        try:
+            call = steps.throw(error) if error else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        try:
+            reply, error = client.execute_command(*call), None
+        except ResponseError as exc:
+            reply, error = None, exc
+
+
+async def arun(client: aioredis.Redis, steps: Steps[T]) -> T:
+    reply: Any = None
+    error: ResponseError | None = None
+    while True:
+        try:
+            call = steps.throw(error) if error else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        try:
+            reply, error = await client.execute_command(*call), None
+        except ResponseError as exc:
+            reply, error = None, exc
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script, called by its hash; sent whole only when the server does not know it
+    (a restarted server, or a newly promoted replica: the script cache is not replicated)."""
+
+    source: bytes
+    sha: str
+
+    @classmethod
+    def load(cls, package: str, name: str) -> Script:
+        source = files(package).joinpath("lua", f"{name}.lua").read_bytes()
+        return cls(source, sha1(source).hexdigest())
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> Steps[Any]:
+        try:
+            return (yield ("EVALSHA", self.sha, len(keys), *keys, *args))
+        except NoScriptError:
+            return (yield ("EVAL", self.source, len(keys), *keys, *args))

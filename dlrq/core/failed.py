@@ -1,0 +1,74 @@
+"""Failed work: receipt batches and handler calls that ran out of retries, in RQ's failed registries.
+
+Shared by `dlrq failed` and the console: list (newest first), requeue, purge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    queue: str
+    id: str
+    description: str
+    reason: str
+    failed_at: datetime | None
+
+
+def registries(connection: redis.Redis, queue_names: Iterable[str]) -> list[FailedJobRegistry]:
+    return [FailedJobRegistry(queue=Queue(name, connection=connection, serializer=JSONSerializer))
+            for name in queue_names]
+
+
+def list_failed(connection: redis.Redis, queue_names: Iterable[str], limit: int | None = None) -> list[FailedJob]:
+    """Newest first; the reason is the last line of the exception that failed each job."""
+    found = []
+    for registry in registries(connection, queue_names):
+        for job_id in registry.get_job_ids():
+            try:
+                job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            result = job.latest_result()
+            last = (result.exc_string or "").strip().splitlines()[-1:] if result else []
+            found.append(FailedJob(registry.name, job_id, job.description or "", last[0] if last else "?",
+                                   job.ended_at))
+    found.sort(key=lambda j: j.failed_at.timestamp() if j.failed_at else 0.0, reverse=True)
+    return found[:limit] if limit is not None else found
+
+
+def requeue(connection: redis.Redis, queue_names: Iterable[str], job_ids: Collection[str] | None) -> int:
+    """Put the named failed jobs (all of them with None) back on their queues; return how many."""
+    count = 0
+    for registry in registries(connection, queue_names):
+        for job_id in registry.get_job_ids():
+            if job_ids is None or job_id in job_ids:
+                registry.requeue(job_id)
+                count += 1
+    return count
+
+
+def purge(connection: redis.Redis, queue_names: Iterable[str], job_ids: Collection[str] | None = None) -> int:
+    """Delete the named failed jobs (all of them with None); return how many."""
+    count = 0
+    for registry in registries(connection, queue_names):
+        for job_id in registry.get_job_ids():
+            if job_ids is None or job_id in job_ids:
+                registry.remove(job_id, delete_job=True)
+                count += 1
+    return count
+
+
+def count(connection: redis.Redis, queue_names: Iterable[str]) -> int:
+    return sum(registry.count for registry in registries(connection, queue_names))

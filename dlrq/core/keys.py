@@ -1,0 +1,115 @@
+"""Every Redis key, hash field, counter and job-function name dlrq owns, named once (RQ names its own).
+
+Lua scripts never build a name: the caller passes each key as KEYS and each field or
+prefix as ARGV, so that this module is the only place a name is spelled.
+"""
+
+PREFIX = "dlrq:"
+
+# Job functions, by the dotted paths RQ stores in each job (keep them importable across upgrades).
+BATCH_JOB = "workers.batch.apply_batch"
+DELIVER_JOB = "workers.handlers.deliver"
+
+# Sorted set of registered messages (logical ids) scored by the time their latest attempt's
+# receipts are due: receipt_missing is judged then.
+DEADLINES = f"{PREFIX}deadlines"
+# Sorted set of newly registered messages (logical ids) whose events are to be evaluated at
+# once: receipts that came first, or a part refused at send time, may have failed them.
+EVALUATE = f"{PREFIX}evaluate"
+# Stream of every accepted batch: its receipts as JSON lines ({"received_at", "params"}) in field RECORD_FIELD.
+RECORD = f"{PREFIX}record"
+RECORD_FIELD = "r"
+# Written by /readyz: the queue is writable only if this is.
+READY = f"{PREFIX}ready"
+
+# Hash of counters every process adds to: one total for the whole deployment, which
+# /metrics and `dlrq stats` read.
+COUNTERS = f"{PREFIX}counters"
+COUNT_BATCHES = "batches"
+COUNT_NEW = "receipts:new"
+COUNT_RESEND = "receipts:resend"
+COUNT_STATUS = "status:"  # + the status a part moved to
+COUNT_EVENTS = "events:"  # + the event's kind
+COUNT_HANDLER = "handler:"  # + the handler's name, ":", the call's outcome (ok, error)
+
+# Throughput: a hash per RATE_BUCKET seconds, fields accepted (by the ingest), new and resend
+# (by the workers), kept RATE_TTL seconds, for `dlrq stats`.
+RATE_BUCKET = 10
+RATE_TTL = 3600
+RATE_ACCEPTED = "accepted"
+RATE_NEW = "new"
+RATE_RESEND = "resend"
+
+# Failure rate: a hash per NETWORK_BUCKET seconds, two fields per network (final receipts, failed ones).
+NETWORK_BUCKET = 10
+
+# Fields of a message hash.
+META = "meta"
+ATTEMPTS = "attempts"
+ATTEMPT = "attempt:"  # + the attempt's number (1, 2, ...): its parts, as JSON
+ALERT = "alert:"  # + the event's id: the alert, as JSON
+
+
+def count_events(kind: str) -> str:
+    return f"{COUNT_EVENTS}{kind}"
+
+
+def count_handler(handler: str, outcome: str) -> str:
+    """Handler calls by handler name and outcome (ok, error)."""
+    return f"{COUNT_HANDLER}{handler}:{outcome}"
+
+
+def rate(bucket: int) -> str:
+    return f"{PREFIX}rate:{bucket}"
+
+
+def network_window(bucket: int) -> str:
+    """Hash of the networks' final receipts in one failure-rate bucket."""
+    return f"{PREFIX}net:{bucket}"
+
+
+def network_total(network_code: str) -> str:
+    return f"{network_code}:total"
+
+
+def network_failed(network_code: str) -> str:
+    return f"{network_code}:failed"
+
+
+def part(message_id: str) -> str:
+    """JSON of one part: its distinct receipts, which are also its resend filter."""
+    return f"{PREFIX}part:{message_id}"
+
+
+def message(logical_id: str) -> str:
+    """Hash of a registered message: META, ATTEMPTS, ATTEMPT<n>, attempt_key(...), ALERT<id>."""
+    return f"{PREFIX}msg:{logical_id}"
+
+
+def attempt_key(first_part_id: str) -> str:
+    """Field of a message hash naming the attempt a send was registered as (its first part's id)."""
+    return f"key:{first_part_id}"
+
+
+def alert(event_id: str) -> str:
+    return f"{ALERT}{event_id}"
+
+
+def owner(message_id: str) -> str:
+    """The logical id of the registered message a part belongs to."""
+    return f"{PREFIX}owner:{message_id}"
+
+
+def event(event_id: str) -> str:
+    """Guard of a raised event: while it exists, the same event is not raised again."""
+    return f"{PREFIX}event:{event_id}"
+
+
+def delivered(job_id: str) -> str:
+    """Marks a handler call that succeeded, so that running its job again does not call again."""
+    return f"{PREFIX}delivered:{job_id}"
+
+
+def cooldown(kind: str, subject: str) -> str:
+    """Guard of an episode (e.g. one network's failure rate): one event until it expires."""
+    return f"{PREFIX}cooldown:{kind}:{subject}"

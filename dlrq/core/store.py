@@ -1,0 +1,115 @@
+"""The message store: register a send, and find a message by any of its ids.
+
+The I/O edge around registration.py and correlate.py, written once as Redis calls
+(calls.py) that the ingest runs on its asyncio client and the workers and the CLI on
+blocking ones: one atomic Lua call registers, two or three commands read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import keys
+from .calls import Script, Steps
+from .correlate import load_part, render_registered, render_unregistered
+from .receipt import utc_now_iso
+from .registration import SUBMITTED, InvalidSend, Send, attempt_record, message_record
+
+REGISTER = Script.load(__package__, "register")
+
+
+class UnknownMessage(InvalidSend):
+    http_status = 404
+
+
+class Conflict(InvalidSend):
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class Registered:
+    id: str
+    parts: list[str]
+    attempt: int
+    created: bool
+
+    def answer(self) -> dict[str, Any]:
+        return {"id": self.id, "parts": self.parts}
+
+
+def register(send: Send, receipt_timeout: int, ttl: int) -> Steps[Registered]:
+    """Store the send as the message's first attempt, or as its next one with retry_of."""
+    logical_id = send.retry_of or send.id
+    now = time.time()
+    reply = yield from REGISTER(
+        keys=[keys.message(logical_id), keys.DEADLINES, keys.EVALUATE, *(keys.owner(i) for i in send.part_ids)],
+        args=[
+            logical_id,
+            json.dumps(message_record(send)),
+            json.dumps(attempt_record(send, utc_now_iso(), now + receipt_timeout)),
+            keys.attempt_key(send.id),
+            ttl,
+            now + receipt_timeout,
+            "1" if send.retry_of else "0",
+            now,
+            keys.META,
+            keys.ATTEMPTS,
+            keys.ATTEMPT,
+        ],
+    )
+    outcome, value = (v.decode() if isinstance(v, bytes) else v for v in reply)
+    if outcome == "unknown":
+        raise UnknownMessage("unknown_message", f"retry_of names {logical_id}, which was never registered")
+    if outcome == "conflict":
+        raise Conflict("conflict", f"a part of this send already belongs to message {value}")
+    return Registered(logical_id, send.part_ids, int(value), created=outcome == "created")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message hash, decoded: its first registration, its attempts oldest first, its alerts."""
+
+    meta: dict[str, Any]
+    attempts: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
+    @property
+    def submitted_parts(self) -> list[str]:
+        """The latest attempt's parts that were sent: they decide the message."""
+        return [p["message_id"] for p in self.attempts[-1]["parts"] if p["send_status"] == SUBMITTED]
+
+
+def decode_message(fields: dict[bytes, bytes]) -> Message:
+    text = {k.decode(): v for k, v in fields.items()}
+    return Message(
+        meta=json.loads(text[keys.META]),
+        attempts=[json.loads(text[f"{keys.ATTEMPT}{n}"]) for n in range(1, int(text[keys.ATTEMPTS]) + 1)],
+        alerts=[json.loads(v) for k, v in text.items() if k.startswith(keys.ALERT)],
+    )
+
+
+def read_message(logical_id: str) -> Steps[Message | None]:
+    """A registered message, or None."""
+    fields = yield ("HGETALL", keys.message(logical_id))
+    return decode_message(fields) if fields else None
+
+
+def read_parts(part_ids: list[str]) -> Steps[dict[str, Any]]:
+    """Each part's stored receipts by id (None for a part nothing was heard of)."""
+    raw = (yield ("MGET", *(keys.part(i) for i in part_ids))) if part_ids else []
+    return {i: load_part(r) for i, r in zip(part_ids, raw)}
+
+
+def find_message(message_id: str) -> Steps[dict[str, Any] | None]:
+    """The message view by its logical id or any part's messageId; None if never seen."""
+    owner = yield ("GET", keys.owner(message_id))
+    logical_id = owner.decode() if owner else message_id
+    message = yield from read_message(logical_id)
+    if message is None:
+        doc = load_part((yield ("GET", keys.part(message_id))))
+        return None if doc is None else render_unregistered(message_id, doc)
+    docs = yield from read_parts(message.submitted_parts)
+    return render_registered(message.meta, message.attempts, message.alerts, docs)

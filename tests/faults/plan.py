@@ -1,0 +1,84 @@
+"""What Vonage will send in a fault run, and what dlrq must end with, by construction."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tests.support.oracle import FAILED, contract_status
+from tests.support.receipts import receipt
+
+TEMPORARY, PERMANENT = "2", "3"  # in and out of the default DLRQ_RETRY_CODES
+
+
+@dataclass(frozen=True)
+class Scale:
+    duration: float  # seconds of load; the faults happen inside it
+    rate: float  # receipts a second, resends not counted
+    workers: int
+    worker_kill_every: float
+    drain_timeout: float
+
+
+SHORT = Scale(duration=60, rate=120, workers=3, worker_kill_every=8, drain_timeout=240)
+FULL = Scale(duration=240, rate=200, workers=4, worker_kill_every=6, drain_timeout=300)
+
+
+@dataclass
+class Plan:
+    """What Vonage will send, and what dlrq must end with, by construction."""
+
+    receipts: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # (when, params)
+    sends: list[tuple[float, dict]] = field(default_factory=list)  # (when, send response) of multi-part messages
+    expected_status: dict[str, str] = field(default_factory=dict)  # logical id -> status
+    expected_events: set[str] = field(default_factory=set)
+
+
+def build_plan(scale: Scale, seed: int) -> Plan:
+    """Messages of 1-3 parts; receipts out of order, some parts silent (networks that send no DLR),
+    some receipts sent twice anyway; failures only on a message's first part, so that each failed
+    message raises exactly one event whatever the order of receipts and registration."""
+    rng = random.Random(seed)
+    plan = Plan()
+    total = int(scale.duration * scale.rate)
+    m = 0
+    while len(plan.receipts) < total:
+        ids = [f"F{seed:04d}M{m:06d}P{p}" for p in range(rng.choices([1, 2, 3], [70, 20, 10])[0])]
+        m += 1
+        start = rng.uniform(0, scale.duration * 0.9)
+        statuses: list[str | None] = []
+        for index, part_id in enumerate(ids):
+            chain = [("accepted", "0")] if rng.random() < 0.6 else []
+            if rng.random() < 0.1:
+                chain.append(("buffered", "0"))
+            final: tuple[str, str] | None = rng.choices(
+                [("delivered", "0"), ("unknown", "1"), None], [94, 3, 3])[0]
+            if index == 0 and rng.random() < 0.08:
+                final = (rng.choice(sorted(FAILED)), rng.choice([TEMPORARY, PERMANENT]))
+            if final is None and not chain and len(ids) == 1:
+                final = ("delivered", "0")  # an unregistered message exists only through its receipts
+            if final:
+                chain.append(final)
+                if index == 0 and final[0] in FAILED:
+                    kind = "retry" if final[1] == TEMPORARY else "permanent_failure"
+                    plan.expected_events.add(f"{kind}:{ids[0]}:1")
+            statuses.append(final[0] if final else (chain[-1][0] if chain else None))
+            times = sorted(start + rng.uniform(0, 3) for _ in chain)
+            if rng.random() < 0.2:
+                times.reverse()  # the final receipt first, then the early ones
+            for (status, code), at in zip(chain, times):
+                second = {"accepted": 1, "buffered": 2}.get(status, 5)
+                params = receipt(part_id, status, second, code, **{"network-code": rng.choice(["23410", "23415"])})
+                plan.receipts.append((at, params))
+                if rng.random() < 0.03:
+                    plan.receipts.append((at + rng.uniform(0, 2), params))  # Vonage sends it again anyway
+        if len(ids) > 1:
+            at = start - 1 if rng.random() < 0.5 else start + 4
+            parts = [{"to": "447700900000", "message-id": i, "status": "0", "message-price": "0.03330000",
+                      "network": "23410", "client-ref": f"ref-{ids[0]}"} for i in ids]
+            plan.sends.append((max(0.0, at), {"message-count": str(len(ids)), "messages": parts}))
+        plan.expected_status[ids[0]] = contract_status(statuses)
+    plan.receipts.sort(key=lambda item: item[0])
+    return plan
+
+

@@ -1,0 +1,68 @@
+"""What a fault run found."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Report:
+    seed: int
+    planned: int = 0  # distinct receipts Vonage had to deliver
+    http_attempts: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+    acknowledged: int = 0
+    not_acknowledged: int = 0  # gave up: must be 0 (the sender never gives up before the run ends)
+    lost: list[str] = field(default_factory=list)
+    wrong_status: list[str] = field(default_factory=list)
+    expected_events: int = 0
+    delivered_events: dict[str, int] = field(default_factory=dict)
+    duplicate_calls: dict[str, int] = field(default_factory=dict)
+    missing_events: dict[str, list[str]] = field(default_factory=dict)
+    unexpected_events: dict[str, list[str]] = field(default_factory=dict)
+    failed_jobs: int = 0
+    bad_signatures: int = 0
+    recovery: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    acknowledged_after: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    unplanned_exits: dict[str, int] = field(default_factory=dict)
+    drain_seconds: float = 0.0
+    drained: bool = False
+    leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.drained and not self.lost and not self.wrong_status and self.not_acknowledged == 0
+                and not any(self.duplicate_calls.values()) and not any(self.missing_events.values())
+                and not any(self.unexpected_events.values()) and self.failed_jobs == 0
+                and self.bad_signatures == 0)
+
+    def render(self) -> str:
+        lines = [
+            f"seed {self.seed}: {'PASS' if self.ok else 'FAIL'}",
+            f"  receipts: {self.planned} to deliver, {self.http_attempts} HTTP attempts "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.answers.items()))}); "
+            f"{self.acknowledged} acknowledged, {self.not_acknowledged} never acknowledged, {len(self.lost)} lost",
+            f"  messages: {len(self.wrong_status)} with a status other than the contract's",
+            f"  events: {self.expected_events} expected; delivered {self.delivered_events}; "
+            f"duplicate calls {self.duplicate_calls}; missing {self._count(self.missing_events)}; "
+            f"unexpected {self._count(self.unexpected_events)}",
+            f"  failed jobs {self.failed_jobs}; bad signatures {self.bad_signatures}; "
+            f"unplanned exits {self.unplanned_exits}; drained in {self.drain_seconds:.1f} s after the load",
+            "  recovery (longest, then each): " + "; ".join(
+                f"{k} {max(v):.1f} s ({', '.join(f'{x:.1f}' for x in v)})" for k, v in self.recovery.items()),
+            "  of which until the probe receipt was acknowledged: " + "; ".join(
+                f"{k} {max(v):.1f} s" for k, v in self.acknowledged_after.items()),
+        ]
+        for name, items in (("lost", self.lost), ("wrong status", self.wrong_status), ("not drained", self.leftovers)):
+            if items:
+                lines.append(f"  {name}: {items[:10]}")
+        for name, found in (("missing", self.missing_events), ("unexpected", self.unexpected_events)):
+            for handler, ids in found.items():
+                if ids:
+                    lines.append(f"  {name} for {handler}: {ids[:10]}")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _count(found: dict[str, list[str]]) -> dict[str, int]:
+        return {handler: len(ids) for handler, ids in found.items()}

@@ -1,0 +1,307 @@
+"""A fault run: the load, the faults during it, the drain, and the oracle's verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from dlrq.core import keys
+from dlrq.core.calls import run
+from dlrq.core.store import find_message
+from tests.support.oracle import dedupe_key, history_keys
+from tests.support.probe import CALLS
+from tests.support.receipts import receipt
+from tests.support.receivers import WebhookReceiver
+
+from .cluster import HANDLERS, SECRET, Cluster
+from .plan import Scale, build_plan
+from .report import Report
+from .vonage import CONNECTIONS, Vonage
+
+QUEUES = ("dlrq", "dlrq-handlers")
+
+
+class Run:
+    def __init__(self, scale: Scale, seed: int, workdir: Path) -> None:
+        self.scale, self.seed = scale, seed
+        self.plan = build_plan(scale, seed)
+        self.receiver = WebhookReceiver(SECRET, timeout=1.0)
+        self.cluster = Cluster(scale, workdir, receiver=self.receiver)
+        self.report = Report(seed=seed, planned=len({dedupe_key(p) for _, p in self.plan.receipts}),
+                             expected_events=len(self.plan.expected_events))
+        self.vonage = Vonage(self.cluster.base, self.report, seed)
+        self.rng = random.Random(seed + 1)
+        self.probes: list[dict[str, str]] = []
+        self.recoveries: list[asyncio.Task] = []
+
+    async def run(self) -> Report:
+        supervisor = None
+        try:
+            self.cluster.start()
+            supervisor = asyncio.create_task(self._supervise())
+            timeout = aiohttp.ClientTimeout(total=3)
+            async with (aiohttp.ClientSession(self.cluster.base, timeout=timeout,
+                                              connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as client,
+                        aiohttp.ClientSession(self.cluster.base, timeout=timeout) as probes):
+                self.probe_client = probes  # not queued behind the load's own resends
+                t0 = time.monotonic()
+                self.vonage.give_up_at = t0 + self.scale.duration + self.scale.drain_timeout
+                load = asyncio.create_task(self._load(client, t0))
+                await self._faults(t0)
+                await load
+                await asyncio.gather(*self.recoveries)
+                end = time.monotonic()
+                self.report.drained = await self._drain()
+                self.report.drain_seconds = time.monotonic() - end
+            self._judge()
+        finally:
+            if supervisor:
+                supervisor.cancel()
+            self.report.unplanned_exits = {p.name: p.unplanned_exits for p in self.cluster.processes
+                                           if p.unplanned_exits}
+            self.cluster.stop()
+            self.receiver.close()
+        return self.report
+
+    async def _supervise(self) -> None:
+        while True:
+            self.cluster.supervise()
+            await asyncio.sleep(0.2)
+
+    async def _load(self, client: aiohttp.ClientSession, t0: float) -> None:
+        tasks = []
+        sends = iter(self.plan.sends)
+        next_send = next(sends, None)
+        for at, params in self.plan.receipts:
+            while next_send is not None and next_send[0] <= at:
+                tasks.append(asyncio.create_task(self.vonage.register(client, next_send[1])))
+                next_send = next(sends, None)
+            delay = t0 + at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self.vonage.deliver(client, params)))
+        for _, send in [next_send, *sends] if next_send else []:
+            tasks.append(asyncio.create_task(self.vonage.register(client, send)))
+        await asyncio.gather(*tasks)
+
+    async def _at(self, t0: float, fraction: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + fraction * self.scale.duration - time.monotonic()))
+
+    async def _faults(self, t0: float) -> None:
+        """Each fault in its own stretch of the run; workers are killed all along."""
+        kills = asyncio.create_task(self._kill_workers(t0))
+        await self._at(t0, 0.12)
+        await self._handler_outage()
+        await self._at(t0, 0.3)
+        self.cluster.ingest.kill()
+        await asyncio.sleep(2)
+        self.cluster.ingest.start()
+        self._recover("ingest SIGKILL + restart")
+        await self._at(t0, 0.5)
+        self.cluster.redis.kill()
+        await asyncio.sleep(1)
+        self.cluster.redis.start()
+        self._recover("Redis SIGKILL + restart")
+        await self._at(t0, 0.7)
+        self.cluster.redis.signal(signal.SIGSTOP)
+        await asyncio.sleep(10)
+        self.cluster.redis.signal(signal.SIGCONT)
+        self._recover("Redis unreachable 10 s")
+        await kills
+
+    async def _kill_workers(self, t0: float) -> None:
+        while time.monotonic() < t0 + self.scale.duration - self.scale.worker_kill_every:
+            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.scale.worker_kill_every)
+            worker = self.rng.choice(self.cluster.workers)
+            held = await asyncio.to_thread(self._held_jobs)
+            killed = time.monotonic()
+            worker.kill()
+            await asyncio.sleep(0.5)
+            worker.start()
+            self.recoveries.append(asyncio.create_task(self._jobs_done(held, killed)))
+
+    def _held_jobs(self) -> list[str]:
+        """Batches taken and not finished: one of them may be the killed worker's. (A handler job's
+        recovery shows in its event's delivery, and its RQ retry backoff would hide it here.)"""
+        try:
+            with self.cluster.client() as client:
+                queue = Queue(QUEUES[0], connection=client, serializer=JSONSerializer)
+                taken = client.lrange(f"{queue.key}:intermediate", 0, -1)
+                return StartedJobRegistry(queue=queue).get_job_ids() + [i.decode() for i in taken]
+        except redis.RedisError:
+            return []
+
+    async def _jobs_done(self, job_ids: list[str], since: float) -> None:
+        """Recovery from a worker kill: until every job held at the kill has finished (run again if it was the dead one's)."""
+        while time.monotonic() < self.vonage.give_up_at:
+            try:
+                if await asyncio.to_thread(self._all_finished, job_ids):
+                    break
+            except redis.RedisError:
+                pass
+            await asyncio.sleep(0.25)
+        self.report.recovery["worker SIGKILL (its batch finished by another)"].append(time.monotonic() - since)
+
+    def _all_finished(self, job_ids: list[str]) -> bool:
+        with self.cluster.client() as client:
+            for job_id in job_ids:
+                try:
+                    job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+                except NoSuchJobError:
+                    continue  # expired after finishing (result_ttl)
+                if job.get_status(refresh=False) != "finished":
+                    return False
+        return True
+
+    async def _handler_outage(self) -> None:
+        """The endpoint answers 500 for 4 s, then hangs past the handler's timeout for 4 s."""
+        self.receiver.mode = "error"
+        await asyncio.sleep(4)
+        self.receiver.mode = "timeout"
+        await asyncio.sleep(4)
+        self.receiver.mode = "ok"
+        healed = time.monotonic()
+        self.recoveries.append(asyncio.create_task(self._handler_recovered(healed)))
+
+    async def _handler_recovered(self, healed: float) -> None:
+        """Until every event refused during the outage was delivered."""
+        last = float("inf")
+        while time.monotonic() < self.vonage.give_up_at:
+            with self.receiver.lock:
+                refused = list(self.receiver.first_refused)
+                if all(e in self.receiver.first_delivered for e in refused):
+                    last = max((self.receiver.first_delivered[e] for e in refused), default=healed)
+                    break
+            await asyncio.sleep(0.25)
+        self.report.recovery["handler endpoint 500 / timeouts 8 s"].append(max(0.0, last - healed))
+
+    def _recover(self, fault: str) -> None:
+        self.recoveries.append(asyncio.create_task(self._probe(fault, time.monotonic())))
+
+    async def _probe(self, fault: str, since: float) -> None:
+        """Recovery: until a new receipt sent when the fault ended is acknowledged and applied."""
+        params = receipt(f"F{self.seed:04d}PROBE{len(self.probes)}", "delivered", 5)
+        self.probes.append(params)
+        if not await self.vonage.deliver(self.probe_client, params, backoff=0.1, slots=asyncio.Semaphore()):
+            return
+        self.report.acknowledged_after[fault].append(time.monotonic() - since)
+        while time.monotonic() < self.vonage.give_up_at:
+            try:
+                if await asyncio.to_thread(self._exists, keys.part(params["messageId"])):
+                    break
+            except redis.RedisError:
+                pass
+            await asyncio.sleep(0.05)
+        self.report.recovery[fault].append(time.monotonic() - since)
+
+    def _exists(self, key: str) -> bool:
+        with self.cluster.client() as client:
+            return bool(client.exists(key))
+
+    async def _drain(self) -> bool:
+        deadline = time.monotonic() + self.scale.drain_timeout
+        while time.monotonic() < deadline:
+            try:
+                if await asyncio.to_thread(self._settled):
+                    return True
+            except redis.RedisError:
+                pass
+            await asyncio.sleep(0.5)
+        return False
+
+    def _settled(self) -> bool:
+        with self.cluster.client() as client:
+            for name in QUEUES:
+                queue = Queue(name, connection=client, serializer=JSONSerializer)
+                if (queue.count or StartedJobRegistry(queue=queue).count or ScheduledJobRegistry(queue=queue).count
+                        or client.llen(f"{queue.key}:intermediate")):
+                    return False
+            probe_calls = {json.loads(c)["id"] for c in client.lrange(CALLS, 0, -1)}
+        with self.receiver.lock:
+            delivered = set(self.receiver.calls)
+        expected = self.plan.expected_events
+        return expected <= delivered and expected <= probe_calls
+
+    def _leftovers(self, client: redis.Redis) -> list[str]:
+        """Jobs still waiting when the drain gave up, and why (their last failure)."""
+        found = []
+        for name in QUEUES:
+            queue = Queue(name, connection=client, serializer=JSONSerializer)
+            for where, ids in (("queued", queue.get_job_ids()),
+                               ("started", StartedJobRegistry(queue=queue).get_job_ids()),
+                               ("scheduled", ScheduledJobRegistry(queue=queue).get_job_ids()),
+                               ("intermediate", [i.decode() for i in client.lrange(f"{queue.key}:intermediate", 0, -1)])):
+                for job_id in ids:
+                    try:
+                        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+                    except NoSuchJobError:
+                        found.append(f"{where} {job_id}: no such job")
+                        continue
+                    last = (job.latest_result().exc_string or "").strip().splitlines()[-1:] if job.latest_result() else []
+                    found.append(f"{where} {job_id} ({job.description}): retries left {job.retries_left}; {last}")
+        return found
+
+    def _judge(self) -> None:
+        report = self.report
+        sent = {dedupe_key(p) for _, p in self.plan.receipts} | {dedupe_key(p) for p in self.probes}
+        acked = self.vonage.acknowledged
+        report.acknowledged = len(acked)
+        report.not_acknowledged = len(sent - acked)
+        with self.cluster.client() as client:
+            by_part: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+            for key in acked:
+                by_part[key[0]].add(key)
+            part_ids = sorted(by_part)
+            stored = client.mget([keys.part(i) for i in part_ids]) if part_ids else []
+            for part_id, doc in zip(part_ids, stored):
+                have = history_keys(part_id, json.loads(doc)["history"] if doc else [])
+                report.lost += sorted("/".join(k) for k in by_part[part_id] - have)
+            for logical_id, expected in self.plan.expected_status.items():
+                view = run(client, find_message(logical_id))
+                if view is None or view["status"] != expected:
+                    report.wrong_status.append(f"{logical_id}: {view and view['status']} != {expected}")
+            probe_calls = Counter(json.loads(c)["id"] for c in client.lrange(CALLS, 0, -1))
+            if not report.drained:
+                report.leftovers = self._leftovers(client)
+            for name in QUEUES:
+                report.failed_jobs += FailedJobRegistry(queue=Queue(name, connection=client)).count
+        with self.receiver.lock:
+            webhook_calls = Counter(self.receiver.calls)
+            report.bad_signatures = self.receiver.bad_signatures
+        expected = self.plan.expected_events
+        for handler, calls in zip(HANDLERS, (webhook_calls, probe_calls)):
+            report.delivered_events[handler] = len(calls)
+            report.duplicate_calls[handler] = sum(n - 1 for n in calls.values())
+            report.missing_events[handler] = sorted(expected - set(calls))
+            report.unexpected_events[handler] = sorted(set(calls) - expected)
+
+
+def run_once(scale: Scale, seed: int, keep: Path | None = None) -> Report:
+    workdir = Path(tempfile.mkdtemp(prefix="dlrq-faults-"))
+    try:
+        return asyncio.run(Run(scale, seed, workdir).run())
+    finally:
+        if keep:
+            shutil.copytree(workdir, keep / f"seed-{seed}", dirs_exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def runs(scale: Scale, seeds: list[int], keep: Path | None = None) -> Iterator[Report]:
+    for seed in seeds:
+        yield run_once(scale, seed, keep)

@@ -1,0 +1,28 @@
+"""The contract's rules written out again, independently of dlrq.core, for tests to judge dlrq by."""
+
+from __future__ import annotations
+
+FAILED = frozenset({"expired", "failed", "rejected"})
+FINAL = FAILED | {"delivered", "unknown"}
+DEDUPE_FIELDS = ("messageId", "status", "err-code", "scts", "message-timestamp")
+
+
+def contract_status(part_statuses: list[str | None]) -> str:
+    """A message's status from its parts' statuses (every expected part listed, None for a silent one)."""
+    if any(s in FAILED for s in part_statuses):
+        return "failed"
+    if all(s == "delivered" for s in part_statuses):
+        return "delivered"
+    if all(s in FINAL for s in part_statuses):
+        return "unknown"
+    return "pending"
+
+
+def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:
+    """Two receipts with the same key are one receipt delivered twice."""
+    return tuple(params.get(k, "") for k in DEDUPE_FIELDS)
+
+
+def history_keys(part_id: str, history: list[dict[str, str]]) -> set[tuple[str, ...]]:
+    """The dedupe keys of a part's stored history (which keeps every field but messageId)."""
+    return {dedupe_key({**entry, "messageId": part_id}) for entry in history}

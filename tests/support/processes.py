@@ -1,0 +1,69 @@
+"""Real processes for the tests: ports, `dlrq` commands, and waiting for things to happen."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DLRQ = [sys.executable, "-m", "dlrq"]
+
+
+def free_port() -> int:
+    """A free port below the ephemeral range (32768 and up on Linux): a server restarted on it
+    must not find it taken by some client's outgoing connection meanwhile."""
+    while True:
+        port = random.randint(20_000, 30_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def dlrq_env(redis_url: str | None, **extra: str) -> dict[str, str]:
+    """The environment of a dlrq process: none of the caller's DLRQ_* settings, quiet logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLRQ_")}
+    if redis_url is not None:
+        env["DLRQ_REDIS_URL"] = redis_url
+    env.update({"DLRQ_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), **extra})
+    return env
+
+
+def spawn(command: str, env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen[bytes]:
+    """`dlrq <command>` in its own process group, so that killing it kills what it forked (RQ's scheduler)."""
+    return subprocess.Popen([*DLRQ, command, *args], env=env, start_new_session=True, **popen)  # type: ignore[call-overload]
+
+
+def dlrq(env: dict[str, str], *args: str, check: bool = True, **run: object) -> subprocess.CompletedProcess[str]:
+    """Run a `dlrq` command to its end; its output as text."""
+    return subprocess.run([*DLRQ, *args], env=env, capture_output=True, text=True, check=check, **run)  # type: ignore[call-overload]
+
+
+def eventually(check: Callable[[], object], timeout: float = 30, what: str = "", pause: float = 0.05) -> None:
+    """Wait until check() is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what or check}"
+        time.sleep(pause)
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    """Until GET url answers 200."""
+
+    def up() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    eventually(up, timeout, f"{url} to answer 200", pause=0.1)
