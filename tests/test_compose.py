@@ -1,5 +1,6 @@
 """No container engine runs here: check what can be checked of the compose stack."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from rq import Queue
 from rq.serializers import JSONSerializer
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from dlrq.cli import main
 from dlrq.core.settings import Settings
@@ -30,12 +32,32 @@ def test_each_command_is_a_valid_dlrq_invocation(name):
     assert result.exit_code == 0, result.output
 
 
+def interpolated(value: str, env: dict[str, str]) -> str:
+    """Compose's `${NAME:-default}`, as `docker compose` fills it in from the environment or .env."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), value)
+
+
 @pytest.mark.parametrize("name", DLRQ_SERVICES)
 def test_each_environment_variable_is_a_real_setting(name):
     fields = {f"DLRQ_{field.upper()}" for field in Settings.model_fields}
     environment = COMPOSE["services"][name]["environment"]
     assert set(environment) <= fields
-    Settings.model_validate({k[5:].lower(): v for k, v in environment.items()})
+    Settings.model_validate({k[5:].lower(): interpolated(v, {}) for k, v in environment.items()})
+
+
+def test_the_published_ingest_takes_its_api_token_from_the_environment_and_is_closed_without_it():
+    environment = COMPOSE["services"]["ingest"]["environment"]
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert "DLRQ_API_TOKEN" in example
+    settings = Settings.model_validate({k[5:].lower(): interpolated(v, example) for k, v in environment.items()})
+    assert settings.api_token is None and settings.host == "0.0.0.0"
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/healthz").status_code == 200
+    token = Settings.model_validate({k[5:].lower(): interpolated(v, {"DLRQ_API_TOKEN": "s3cret"})
+                                     for k, v in environment.items()})
+    assert token.api_token is not None and token.api_token.get_secret_value() == "s3cret"
 
 
 def test_ingest_health_check_hits_a_real_route_on_the_published_port():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from rq import Queue
@@ -14,7 +12,7 @@ from rq.serializers import JSONSerializer
 from dlrq.core import keys
 from dlrq.core.events import Event
 from dlrq.core.settings import Settings
-from tests.support.processes import dlrq_env
+from tests.support.processes import dlrq, dlrq_env
 from workers.dispatch import Dispatcher, handler_job_id
 
 pytestmark = pytest.mark.integration
@@ -56,11 +54,9 @@ def test_failed_handler_jobs_are_listed_and_requeued_from_the_cli(r, redis_url):
     assert r.hget(keys.COUNTERS, "handler:tests.support.probe.explode:error") == b"1", "counted for /metrics"
 
     env = dlrq_env(redis_url)
-    listed = subprocess.run([sys.executable, "-m", "dlrq", "failed", "list"], env=env, capture_output=True,
-                            text=True, check=True).stdout
+    listed = dlrq(env, "failed", "list").stdout
     assert "boom" in listed and "handler down for x:1" in listed
-    requeued = subprocess.run([sys.executable, "-m", "dlrq", "failed", "requeue", "--all"], env=env,
-                              capture_output=True, text=True, check=True).stdout
+    requeued = dlrq(env, "failed", "requeue", "--all").stdout
     assert "requeued 1" in requeued
     assert queue.get_job_ids() == ["boom"] and FailedJobRegistry(queue=queue).count == 0
     assert json.loads(json.dumps(queue.fetch_job("boom").args[0])) == {"id": "x:1", "kind": "x"}

@@ -6,8 +6,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -17,9 +15,9 @@ from rq.registry import StartedJobRegistry
 
 from dlrq.core import keys
 from dlrq.core.settings import Settings
-from tests.support.processes import dlrq_env, free_port, spawn, wait_http
-from tests.support.queues import queue_of
-from tests.support.receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
+from tests.support.processes import dlrq_env, spawn
+from tests.support.queues import queue_of, wait_drained
+from tests.support.receipts import receipt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PATH = "/webhooks/delivery-receipt"
@@ -64,17 +62,6 @@ async def post_concurrently(base: str, receipts: list[dict], concurrency: int = 
                 return (await client.post(PATH, data=params)).status_code
 
         return await asyncio.gather(*(post(p) for p in receipts))
-
-
-def wait_drained(client: redis.Redis, settings: Settings, timeout: float) -> None:
-    queue = queue_of(client, settings)
-    started = StartedJobRegistry(queue=queue)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if queue.count == 0 and started.count == 0:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{queue.count} jobs queued, {started.count} started after {timeout} s")
 
 
 def check_states(base: str, expected: dict[str, tuple[str, str, int]]) -> None:
@@ -136,27 +123,3 @@ def test_worker_killed_mid_batch_another_finishes_it(redis_url, ingest_server):
         rescuer.wait(timeout=20)
     assert len(client.keys(keys.part("E2E03*"))) == len(expected)
     check_states(ingest_server, expected)
-
-
-def test_dlrq_up_runs_everything_and_ctrl_c_stops_it(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DLRQ_")}
-    env.update(DLRQ_DATA_DIR=str(tmp_path / "data"), DLRQ_PORT=str(port), DLRQ_LOG_LEVEL="WARNING")
-    up = subprocess.Popen([sys.executable, "-m", "dlrq", "up"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/readyz", timeout=30)
-        assert httpx.post(base + PATH, json=DOCS_ACCEPTED).status_code == 204
-        assert httpx.get(base + PATH, params=DOCS_DELIVERED).status_code == 204
-        deadline = time.monotonic() + 20
-        while (view := httpx.get(f"{base}/messages/{DOCS_DELIVERED['messageId']}")).status_code != 200 or view.json()[
-            "status"
-        ] != "delivered":
-            assert time.monotonic() < deadline, view.text
-            time.sleep(0.1)
-    finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=30) == 0
-    assert (tmp_path / "data" / "appendonlydir").is_dir(), "the embedded server kept an append-only file"
-    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
-    assert not leftovers.strip(), "no server or child process outlives dlrq up"

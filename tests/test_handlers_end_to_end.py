@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import httpx
 import pytest
 import redis
 
 from tests.support.probe import CALLS
-from tests.support.processes import dlrq_env, free_port, spawn, wait_http
+from tests.support.processes import dlrq_env, eventually, free_port, spawn, wait_http
 from tests.support.receipts import receipt
 from tests.support.receivers import FakeSmsApi, WebhookReceiver
 from tests.support.sends import send
@@ -21,13 +20,6 @@ from tests.support.sends import send
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PATH = "/webhooks/delivery-receipt"
 SECRET = "webhook-secret"
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture

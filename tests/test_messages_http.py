@@ -1,8 +1,6 @@
 """POST /messages and GET /messages/{id} over HTTP, against a real server; `dlrq register`."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from starlette.testclient import TestClient
@@ -10,7 +8,7 @@ from starlette.testclient import TestClient
 from dlrq.core.receipt import Receipt
 from dlrq.core.settings import Settings
 from ingest.app import create_app
-from tests.support.processes import dlrq_env
+from tests.support.processes import dlrq, dlrq_env
 from tests.support.receipts import receipt
 from tests.support.sends import DOCS_TWO_PARTS, send
 from workers.batch import apply
@@ -73,10 +71,9 @@ def test_dlrq_register_reads_a_file_or_stdin(redis_url, tmp_path):
     path = tmp_path / "send.json"
     path.write_text(json.dumps(DOCS_TWO_PARTS))
     env = dlrq_env(redis_url)
-    run = [sys.executable, "-m", "dlrq", "register"]
-    from_file = subprocess.run([*run, str(path)], env=env, capture_output=True, text=True, check=True)
-    from_stdin = subprocess.run([*run, "-"], env=env, input=path.read_text(), capture_output=True, text=True, check=True)
+    from_file = dlrq(env, "register", str(path))
+    from_stdin = dlrq(env, "register", "-", input=path.read_text())
     assert json.loads(from_file.stdout) == json.loads(from_stdin.stdout) == {
         "id": "0A0000000123ABCD1", "parts": ["0A0000000123ABCD1", "0A0000000123ABCD2"]}
-    bad = subprocess.run([*run, "-"], env=env, input="{}", capture_output=True, text=True)
+    bad = dlrq(env, "register", "-", input="{}", check=False)
     assert bad.returncode != 0 and "missing_field" in bad.stderr

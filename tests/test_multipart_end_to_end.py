@@ -8,8 +8,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -19,27 +17,16 @@ import redis
 from dlrq.core import keys
 from dlrq.core.receipt import Receipt
 from dlrq.core.settings import Settings
-from tests.support.processes import dlrq_env, spawn
+from tests.support.oracle import contract_status
+from tests.support.processes import dlrq, dlrq_env, spawn
+from tests.support.queues import wait_drained
 from tests.support.receipts import receipt
 from tests.support.sends import send
 from workers.batch import apply
 
-from .test_end_to_end import PATH, wait_drained
+from .test_end_to_end import PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-FINAL = {"delivered", "expired", "failed", "rejected", "unknown"}
-FAILED = {"expired", "failed", "rejected"}
-
-
-def contract_status(part_statuses: list[str | None]) -> str:
-    """The contract's message rule, written out independently of ingest/status.py."""
-    if any(s in FAILED for s in part_statuses):
-        return "failed"
-    if all(s == "delivered" for s in part_statuses):
-        return "delivered"
-    if all(s in FINAL for s in part_statuses):
-        return "unknown"
-    return "pending"
 
 
 def build(n: int, seed: int) -> tuple[list[dict], list[dict], dict[str, str]]:
@@ -123,8 +110,7 @@ def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server
 
 def test_receipt_missing_survives_a_worker_restart_and_is_raised_once(redis_url, r):
     env = dlrq_env(redis_url, DLRQ_MAINTENANCE_INTERVAL="1", DLRQ_RECEIPT_TIMEOUT="3")
-    register = [sys.executable, "-m", "dlrq", "register", "-"]
-    subprocess.run(register, env=env, input=json.dumps(send(["SILENT0", "SILENT1"])), text=True, check=True)
+    dlrq(env, "register", "-", input=json.dumps(send(["SILENT0", "SILENT1"])))
     apply(r, [Receipt(receipt("SILENT0", "delivered", 5), "t")], Settings())
 
     first = spawn("worker", env)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 
 import pytest
@@ -17,7 +15,7 @@ from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
 from dlrq.core.store import register
 from ingest.app import create_app
-from tests.support.processes import dlrq_env, free_port
+from tests.support.processes import dlrq, dlrq_env, free_port
 from tests.support.queues import drain
 from tests.support.receipts import receipt
 from tests.support.sends import send
@@ -166,14 +164,41 @@ def test_dlrq_stats_shows_queues_rates_counters_and_messages(settings, r, redis_
             assert c.post(PATH, json=params).status_code == 204
     drain(settings)
     env = dlrq_env(redis_url)
-    out = subprocess.run([sys.executable, "-m", "dlrq", "stats", "--json"], env=env, capture_output=True,
-                         text=True, timeout=60, check=True).stdout
+    out = dlrq(env, "stats", "--json", timeout=60).stdout
     stats = json.loads(out)
     assert stats["queues"][settings.queue] == {"waiting": 0, "oldest_age": 0.0, "failed": 0, "scheduled": 0,
                                                "workers": 0}
     assert stats["messages"] == {"pending": 2, "delivered": 1, "failed": 1}  # P1+P2 and c pending
     assert stats["counters"]["receipts:new"] == 4 and stats["counters"]["receipts:resend"] == 1
     assert stats["rates"]["last minute"]["accepted"] > 0
-    text = subprocess.run([sys.executable, "-m", "dlrq", "stats"], env=env, capture_output=True, text=True,
-                          timeout=60, check=True).stdout
+    text = dlrq(env, "stats", timeout=60).stdout
     assert "messages by status (4): delivered 1, failed 1, pending 2" in text
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "dlrq.example.com"])
+def test_beyond_loopback_without_a_token_the_management_api_is_closed(redis_url, r, host, caplog):
+    settings = Settings(redis_url=redis_url, host=host)
+    with caplog.at_level(logging.WARNING, logger="dlrq.ingest"), TestClient(create_app(settings)) as c:
+        for method, path in (("GET", "/messages/X"), ("POST", "/messages"), ("GET", "/metrics")):
+            answer = c.request(method, path, json={})
+            assert answer.status_code == 401 and "DLRQ_API_TOKEN" in answer.json()["detail"], (path, answer.text)
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        assert c.post("/webhooks/delivery-receipt", json=receipt("OPEN", "delivered")).status_code == 204
+    said = [rec.getMessage() for rec in caplog.records if "DLRQ_API_TOKEN" in rec.getMessage()]
+    assert len(said) == 1 and host in said[0]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_on_loopback_without_a_token_the_management_api_is_open(redis_url, r, host):
+    with TestClient(create_app(Settings(redis_url=redis_url, host=host))) as c:
+        assert c.get("/metrics").status_code == 200
+
+
+def test_an_empty_token_is_no_token(redis_url, r, monkeypatch):
+    monkeypatch.setenv("DLRQ_API_TOKEN", "")
+    monkeypatch.setenv("DLRQ_HOST", "0.0.0.0")
+    settings = Settings(redis_url=redis_url)
+    assert settings.api_token is None
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
+        assert c.get("/metrics").status_code == 401

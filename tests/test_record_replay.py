@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from dlrq.core import keys
 from dlrq.core.settings import Settings, get_settings
 from ingest.app import create_app
 from tests.support.probe import CALLS
-from tests.support.processes import dlrq_env
+from tests.support.processes import dlrq, dlrq_env
 from tests.support.queues import drain
 
 pytestmark = pytest.mark.integration
@@ -27,10 +25,9 @@ def lines(name: str) -> list[dict]:
     return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines() if line.strip()]
 
 
-def dlrq(redis_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dlrq_env(redis_url, DLRQ_ALERT_HANDLERS="tests.support.probe:record", DLRQ_RETRY_HANDLERS="tests.support.probe:record")
-    return subprocess.run([sys.executable, "-m", "dlrq", *args], env=env, capture_output=True, text=True,
-                          check=check)
+def probe_env(redis_url: str) -> dict[str, str]:
+    return dlrq_env(redis_url, DLRQ_ALERT_HANDLERS="tests.support.probe:record",
+                    DLRQ_RETRY_HANDLERS="tests.support.probe:record")
 
 
 @pytest.fixture
@@ -87,7 +84,7 @@ def test_export_wipe_replay_gives_the_same_states_and_a_second_replay_changes_no
         assert before["FIX0001B"]["status"] == "delivered" and before["FIX0004A"]["status"] == "failed"
 
         exported = tmp_path / "record.jsonl.gz"
-        result = dlrq(redis_url, "export", "-o", str(exported))
+        result = dlrq(probe_env(redis_url), "export", "-o", str(exported))
         assert "exported 15 receipts" in result.stderr
         recorded = [json.loads(line) for line in gzip.open(exported, "rt")]
         assert [rec["params"]["messageId"] for rec in recorded] == [
@@ -96,7 +93,7 @@ def test_export_wipe_replay_gives_the_same_states_and_a_second_replay_changes_no
 
         r.flushdb()
         register_sends(client)  # registrations are the sender's, not part of the record
-        result = dlrq(redis_url, "replay", str(exported))
+        result = dlrq(probe_env(redis_url), "replay", str(exported))
         assert result.stdout.strip() == "sent 15, accepted 15, refused 0, failed 0"
         drain(probe_settings)
         drain(probe_settings)
@@ -104,7 +101,7 @@ def test_export_wipe_replay_gives_the_same_states_and_a_second_replay_changes_no
         calls_after_rebuild = handler_calls(r)
         assert r.xlen(keys.RECORD) == 0, "replayed receipts are not recorded again"
 
-        result = dlrq(redis_url, "replay", str(exported))
+        result = dlrq(probe_env(redis_url), "replay", str(exported))
         drain(probe_settings)
         drain(probe_settings)
         assert states(client) == before
@@ -112,7 +109,7 @@ def test_export_wipe_replay_gives_the_same_states_and_a_second_replay_changes_no
 
 
 def test_replay_reports_bad_lines_with_their_numbers_and_keeps_the_good_ones(redis_url, r, settings):
-    result = dlrq(redis_url, "replay", str(FIXTURES / "broken.jsonl"))
+    result = dlrq(probe_env(redis_url), "replay", str(FIXTURES / "broken.jsonl"))
     assert result.returncode == 0
     assert result.stdout.strip() == (
         "sent 2, accepted 2, refused 3 (bad_json 1, missing_field 1, not_an_object 1), failed 0")
@@ -124,12 +121,12 @@ def test_replay_reports_bad_lines_with_their_numbers_and_keeps_the_good_ones(red
 
 
 def test_replay_fails_loudly_when_redis_is_down(tmp_path):
-    result = dlrq("redis://127.0.0.1:1/0", "replay", str(FIXTURES / "receipts.jsonl"), check=False)
+    result = dlrq(probe_env("redis://127.0.0.1:1/0"), "replay", str(FIXTURES / "receipts.jsonl"), check=False)
     assert result.returncode == 1 and "failed 15" in result.stdout
 
 
 def test_replay_over_http_goes_through_the_webhook(redis_url, r, ingest_server, settings):
-    result = dlrq(redis_url, "replay", "--to", f"{ingest_server}{PATH}", "--rate", "200",
+    result = dlrq(probe_env(redis_url), "replay", "--to", f"{ingest_server}{PATH}", "--rate", "200",
                   str(FIXTURES / "broken.jsonl"), str(FIXTURES / "receipts.jsonl"))
     assert result.stdout.strip() == (
         "sent 18, accepted 17, refused 3 (bad_json 1, missing_field 1, not_an_object 1), failed 0")
@@ -142,7 +139,7 @@ def test_export_since(redis_url, r, tmp_path):
     r.xadd(keys.RECORD, {"r": '{"received_at": "x", "params": {}}'}, id="1000-0")
     r.xadd(keys.RECORD, {"r": '{"received_at": "y", "params": {}}'}, id="5000-0")
     out = tmp_path / "since.jsonl"
-    dlrq(redis_url, "export", "-o", str(out), "--since", "3")
+    dlrq(probe_env(redis_url), "export", "-o", str(out), "--since", "3")
     assert [json.loads(line)["received_at"] for line in out.read_text().splitlines()] == ["y"]
-    dlrq(redis_url, "export", "-o", str(out), "--since", "1970-01-01T00:00:00Z")
+    dlrq(probe_env(redis_url), "export", "-o", str(out), "--since", "1970-01-01T00:00:00Z")
     assert len(out.read_text().splitlines()) == 2

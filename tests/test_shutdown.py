@@ -17,7 +17,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from dlrq.core import keys
 from dlrq.core.settings import Settings
-from tests.support.processes import dlrq_env, free_port, spawn, wait_http
+from tests.support.processes import dlrq_env, eventually, free_port, spawn, wait_http
 from tests.support.queues import queue_of
 from tests.support.receipts import receipt
 
@@ -61,13 +61,6 @@ class Load:
             await asyncio.gather(*(connection() for _ in range(32)))
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def test_sigterm_to_ingest_and_worker_while_receipts_flow_loses_nothing(redis_url):
     client = redis.Redis.from_url(redis_url)
     settings = Settings(redis_url=redis_url)
@@ -80,14 +73,14 @@ def test_sigterm_to_ingest_and_worker_while_receipts_flow_loses_nothing(redis_ur
     try:
         wait_http(f"{base}/healthz")
         with Load(base) as load:
-            wait_until(lambda: len(load.acknowledged()) > 2000, 30, "receipts flow")
+            eventually(lambda: len(load.acknowledged()) > 2000, 30, "receipts flow")
             # Catch the worker inside a batch, then ask it to stop.
             started = StartedJobRegistry(queue=queue)
-            wait_until(lambda: started.count > 0, 10, "the worker takes a batch")
+            eventually(lambda: started.count > 0, 10, "the worker takes a batch")
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=30) == 0
             assert started.count == 0, "the batch it held was finished, not abandoned"
-            wait_until(lambda: len(load.acknowledged()) > 4000, 30, "receipts keep flowing")
+            eventually(lambda: len(load.acknowledged()) > 4000, 30, "receipts keep flowing")
             ingest.send_signal(signal.SIGTERM)
             assert ingest.wait(timeout=30) == 0
             time.sleep(0.5)  # the load meets a closed port for a while

@@ -116,7 +116,7 @@ def test_a_dead_schedulers_lock_is_released_and_a_live_ones_is_kept(settings, r)
     from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
     from rq.utils import utcformat
 
-    from workers.worker import SCHEDULER_DEAD_AFTER, release_dead_scheduler_locks
+    from workers.scheduling import SCHEDULER_DEAD_AFTER, release_dead_scheduler_locks
 
     now = datetime.now(timezone.utc)
     beats = {"live": now - timedelta(seconds=2), "dead": now - timedelta(seconds=SCHEDULER_DEAD_AFTER + 1)}
@@ -133,7 +133,8 @@ def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds(setti
     """Its worker took it and died before starting it; RQ alone would wait a minute."""
     import time
 
-    from workers.worker import CLEANING_LOCK_TTL, STRANDED_AFTER, build_worker
+    from workers.queues import CLEANING_LOCK_TTL, STRANDED_AFTER
+    from workers.worker import build_worker
 
     queue = queue_of(r, settings)
     job = queue.enqueue("workers.batch.apply_batch", [], job_id="stranded", retry=Retry(max=3))

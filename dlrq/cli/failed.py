@@ -8,7 +8,7 @@ from redis.exceptions import RedisError
 from dlrq.core import connect
 from dlrq.core import failed as registry
 
-from .common import load_settings, unreachable
+from .common import load_settings, unreachable, where
 
 
 @click.group()
@@ -27,6 +27,8 @@ def failed_list() -> None:
         unreachable(settings, exc)
     for job in jobs:
         click.echo(f"{job.queue}\t{job.id}\t{job.description}\t{job.reason}")
+    if not jobs:
+        click.echo(f"no failed jobs on {where(settings)}", err=True)
 
 
 @failed.command("requeue")

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from dlrq.core import connect, keys
 
-from .common import load_settings, unreachable
+from .common import load_settings, unreachable, where
 from .replay import Summary
 
 EXPORT_CHUNK = 1000
@@ -78,7 +78,7 @@ def export(output: Path | None, since: str | None) -> None:
             count = write_record(client, out, since_ms)
     except RedisError as exc:
         unreachable(settings, exc)
-    click.echo(f"exported {count} receipts", err=True)
+    click.echo(f"exported {count} receipts from {where(settings)}", err=True)
 
 
 @click.command()

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
+    @field_validator("api_token", "signature_secret", "api_key", "webhook_secret", "vonage_api_secret",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """DLRQ_API_TOKEN= (set, but empty) must not mean "the empty token": it means no token."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("retry_backoff", "handler_retry_backoff")
     @classmethod
     def _seconds(cls, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -15,3 +15,12 @@ def record(event: dict) -> None:
 
 def explode(event: dict) -> None:
     raise RuntimeError(f"handler down for {event['id']}")
+
+
+def linger(event: dict) -> None:
+    """A handler call that takes a while: a worker busy with it when told to stop."""
+    import sys
+    import time
+
+    print("lingering", file=sys.stderr, flush=True)
+    time.sleep(8)

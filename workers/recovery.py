@@ -1,0 +1,56 @@
+"""Jobs whose run was cut short: back on their queue at once, without spending a retry.
+
+A batch whose worker was killed, or whose run was cut off by Redis refusing writes, did not
+fail: it is put back at the front of its queue as soon as that is known. RQ would spend one of
+the job's retry steps each time (a batch abandoned twice waited 5 s, then 15 s, ...), and a
+long Redis outage would use them all up. Batches are idempotent and handler calls guarded, so
+a second run is safe. A job cut short MAX_ABANDONED times is left to RQ's own handling
+(its retry steps, then the failed registry), in case it is what kills its workers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.client import Pipeline
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.utils import current_timestamp, parse_composite_key
+
+log = logging.getLogger("dlrq.worker")
+MAX_ABANDONED = 5
+# Job meta field: how many times a run of the job was cut short.
+CUT_SHORT = "dlrq_cut_short"
+
+
+def cut_short(job: Job) -> int:
+    return int(job.meta.get(CUT_SHORT, 0))
+
+
+def requeue_now(job: Job, queue: Queue, pipeline: Pipeline) -> None:
+    """Back to the front of its queue, counted as cut short; its retries are untouched."""
+    job.meta[CUT_SHORT] = cut_short(job) + 1
+    queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+
+
+def rerun_abandoned(queue: Queue) -> list[str]:
+    """Requeue the jobs of dead workers (their execution expired in the started registry); return their ids."""
+    registry = queue.started_job_registry
+    connection = queue.connection
+    requeued = []
+    for composite in connection.zrangebyscore(registry.key, 0, current_timestamp()):
+        job_id, _ = parse_composite_key(composite.decode() if isinstance(composite, bytes) else composite)
+        try:
+            job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+        except NoSuchJobError:
+            continue
+        if job.get_status(refresh=False) != JobStatus.STARTED or cut_short(job) >= MAX_ABANDONED:
+            continue  # RQ's own clean-up takes it from here
+        if connection.zrem(registry.key, composite):  # one worker wins the job
+            with connection.pipeline() as pipe:
+                requeue_now(job, queue, pipe)
+                pipe.execute()
+            requeued.append(job.id)
+            log.warning("job %s (%s) was abandoned by a worker that died: running it again", job.id, job.description)
+    return requeued
