@@ -16,7 +16,7 @@ import redis
 from dlrq.cli.embedded import embedded_server
 
 from .harness import ROOT
-from .report import BARE, markdown
+from .report import BARE, DLRQ_INGEST, DLRQ_INGEST_ALWAYS, markdown
 from .run import ingest_designs, memory_per_message, run_ingest, run_workers, sustained
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     if not express:
         print("Express baseline skipped: run bench/run.sh (it installs express and body-parser with npm)")
     results: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
-    with tempfile.TemporaryDirectory() as data, embedded_server(Path(data)) as url:
+    with tempfile.TemporaryDirectory() as data, embedded_server(Path(data), "everysec") as url:
         client = redis.Redis.from_url(url)
         results["machine"]["server"] = "valkey " + client.info("server")["valkey_version"] \
             if "valkey_version" in client.info("server") else "redis " + client.info("server")["redis_version"]
@@ -54,6 +54,12 @@ def main() -> None:
         for tag, (name, (argv, env, queue)) in enumerate(ingest_designs(url, express).items()):
             print(f"ingest: {name} ...", flush=True)
             results["ingest"].append(run_ingest(name, argv, env, queue, client, args.seconds, tag * 10))
+        print("ingest: dlrq ingest on a server with appendfsync always ...", flush=True)
+        argv, env, queue = ingest_designs(url, express)[DLRQ_INGEST]
+        with tempfile.TemporaryDirectory() as strict, embedded_server(Path(strict), "always") as always_url:
+            with redis.Redis.from_url(always_url) as strict_client:
+                results["ingest"].append(run_ingest(DLRQ_INGEST_ALWAYS, argv, {**env, "DLRQ_REDIS_URL": always_url},
+                                                    queue, strict_client, args.seconds, 90))
         by_name = {r["design"]: r for r in results["ingest"]}
         if args.ingest_only:
             for r in results["ingest"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 import logging
@@ -21,7 +22,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dlrq.core import keys
 from dlrq.core.calls import arun
 from dlrq.core.connect import async_client
 from dlrq.core.deployment import read_deployment
@@ -36,6 +36,7 @@ from .enqueue import BatchEnqueuer, Recording
 from .metrics import IngestMetrics, exposition
 from .params import parse_json, read_body
 from .signature import Unauthorized, verify
+from .watch import StoreWatch
 from .webhook import Webhook, error
 
 log = logging.getLogger("dlrq.ingest")
@@ -121,6 +122,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def register_send(request: Request) -> Response:
         if not authorised(request):
             return unauthorised()
+        if request.app.state.watch.unsafe:
+            return error(503, "storage_unavailable", request.app.state.watch.unsafe, unavailable_headers)
         try:
             body = await read_body(request.receive, request.headers.get("content-length", "").encode() or None)
             send = parse_send(parse_json(body, request.headers.get("content-type", "")))
@@ -136,12 +139,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        """Ready when a write succeeds: Redis answering is not enough if it refuses writes
-        (out of memory, a failing disk, a read-only replica)."""
-        try:
-            await request.app.state.redis.set(keys.READY, str(time.time()), ex=60)
-        except RedisError as exc:
-            return error(503, "storage_unavailable", f"Redis cannot take writes: {exc}", unavailable_headers)
+        """Ready when a write succeeds and Redis keeps every key: answering is not enough if it
+        refuses writes (out of memory, a full disk, a read-only replica) or may evict."""
+        problem = await request.app.state.watch.check()
+        if problem is not None:
+            return error(503, "storage_unavailable", problem.detail, unavailable_headers)
         return JSONResponse({"status": "ready"})
 
     async def metrics_text(request: Request) -> Response:
@@ -149,6 +151,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return unauthorised()
         state = await read_deployment(request.app.state.redis, queues, datetime.now(timezone.utc))
         return Response(exposition(metrics, state), media_type=CONTENT_TYPE_LATEST)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        """Never a plain-text 500: a client always gets the contract's JSON error."""
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error(500, "internal_error", "the server failed to answer; it has been logged")
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -161,6 +168,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.warning("listening on %s without DLRQ_API_TOKEN: /messages and /metrics answer 401 "
                         "(set DLRQ_API_TOKEN to a long random string to use them)", settings.host)
         client = async_client(settings)
+        watch = StoreWatch(client, settings.effective_redis_url)
+        watching = asyncio.get_running_loop().create_task(watch.run(), name="dlrq-store-watch")
         enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout, recording(settings))
 
         async def write(receipts: list[Receipt]) -> str:
@@ -173,6 +182,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             max_size=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000,
             timeout=settings.store_timeout,
+            outcome=watch.written,
         )
         commit.start()
         # Everything loaded so far lives as long as the process. Leaving it out of the
@@ -181,9 +191,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gc.freeze()
         app.state.redis = client
         app.state.commit = commit
+        app.state.watch = watch
         try:
             yield
         finally:
+            watching.cancel()
             await commit.close()
             await client.aclose()
 
@@ -196,4 +208,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_text, methods=["GET"]),
     ]
     return Ingest(settings.webhook_path, webhook, routes=routes, lifespan=lifespan,
-                  exception_handlers={HTTPException: http_error})
+                  exception_handlers={HTTPException: http_error, Exception: internal_error})

@@ -19,6 +19,8 @@ log = logging.getLogger("dlrq.ingest")
 
 # Stores a batch; returns its id (the RQ job's).
 Write = Callable[[list[Receipt]], Awaitable[str]]
+# Told how each write went: None, or why it failed.
+Outcome = Callable[[Exception | None], None]
 
 
 # Loop turns without a new receipt after which a batch is written: a request takes
@@ -31,8 +33,10 @@ class StorageUnavailable(Exception):
 
 
 class GroupCommit:
-    def __init__(self, write: Write, max_size: int, max_wait: float, timeout: float) -> None:
+    def __init__(self, write: Write, max_size: int, max_wait: float, timeout: float,
+                 outcome: Outcome = lambda exc: None) -> None:
         self._write = write
+        self._outcome = outcome
         self._max_size = max_size
         self._max_wait = max_wait
         self._timeout = timeout
@@ -97,12 +101,14 @@ class GroupCommit:
         try:
             batch_id = await asyncio.wait_for(self._write([receipt for receipt, _ in batch]), self._timeout)
         except Exception as exc:  # any failure to store must become a 503, never a lost ack
-            log.warning("storing a batch of %d receipts failed: %s", len(batch), str(exc) or type(exc).__name__)
+            log.debug("storing a batch of %d receipts failed: %s", len(batch), str(exc) or type(exc).__name__)
+            self._outcome(exc)
             error = StorageUnavailable(str(exc) or type(exc).__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        self._outcome(None)
         for index, (_, future) in enumerate(batch):
             if not future.done():
                 future.set_result(receipt_id(batch_id, index))

@@ -15,7 +15,7 @@ from rq import Retry
 
 from dlrq.core import keys
 from dlrq.core.calls import Script, arun
-from dlrq.core.jobs import Command, Recorder, flatten
+from dlrq.core.jobs import FAILURE_TTL, Command, Recorder, flatten
 from dlrq.core.receipt import Receipt
 from dlrq.core.record import jsonl, record_commands
 
@@ -23,7 +23,6 @@ RUN_COMMANDS = Script.load(__package__, "run_commands")
 
 # First retry at once (a worker that died mid-batch), then back off while Redis or the code is unwell.
 BATCH_RETRY_INTERVALS = [0, 1, 5, 15, 30, 60, 120, 300]
-FAILURE_TTL = 30 * 86_400
 # A finished batch is left to expire: deleting it at once costs RQ seven more round trips.
 FINISHED_TTL = 10
 

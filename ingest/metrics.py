@@ -55,6 +55,11 @@ def deployment_families(state: Deployment) -> Iterator[Metric]:
     yield up
     if not state.redis_up:
         return
+    evicts = GaugeMetricFamily("dlrq_redis_may_evict", "1 if Redis may evict keys (acknowledged receipts among "
+                               "them) when its memory is full: its maxmemory-policy is not noeviction",
+                               labels=["policy"])
+    evicts.add_metric([state.maxmemory_policy], 1 if state.may_evict else 0)
+    yield evicts
     gauges = [
         ("dlrq_queue_depth", "Jobs waiting in the queue", state.depth),
         ("dlrq_queue_oldest_age_seconds", "Age of the oldest job waiting in the queue", state.oldest_age),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
+from dlrq.core import jsondoc
 from dlrq.core.receipt import InvalidReceipt, stringify
 
 MAX_BODY = 64 * 1024
@@ -24,13 +24,21 @@ class UnsupportedMediaType(InvalidReceipt):
     http_status = 415
 
 
-def parse_query(raw: bytes) -> dict[str, str]:
-    if not raw:
-        return {}
+def parse_pairs(raw: bytes, where: str) -> dict[str, str]:
+    """`name=value&...`; a name given twice is refused: which value would be the receipt's?"""
     try:
-        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict"))
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError as exc:
-        raise InvalidReceipt("bad_encoding", "query string is not valid UTF-8 percent-encoding") from exc
+        raise InvalidReceipt("bad_encoding", f"{where} is not valid UTF-8 percent-encoding") from exc
+    params = dict(pairs)
+    if len(params) != len(pairs):
+        name = jsondoc.repeated(name for name, _ in pairs)
+        raise InvalidReceipt("malformed_field", f"{name!r} is given twice in the {where}")
+    return params
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    return parse_pairs(raw, "query string") if raw else {}
 
 
 def media_type(content_type: str) -> str:
@@ -41,12 +49,7 @@ def parse_json(body: bytes, content_type: str) -> Any:
     kind = media_type(content_type)
     if kind != JSON:
         raise UnsupportedMediaType("unsupported_media_type", f"content type {kind or 'missing'!r}; send {JSON}")
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError as exc:
-        raise InvalidReceipt("bad_encoding", "body is not valid UTF-8") from exc
-    except ValueError as exc:
-        raise InvalidReceipt("bad_json", f"body is not valid JSON: {exc}") from exc
+    return jsondoc.loads(body)
 
 
 def parse_body(body: bytes, content_type: str) -> dict[str, str]:
@@ -57,10 +60,7 @@ def parse_body(body: bytes, content_type: str) -> dict[str, str]:
             raise InvalidReceipt("not_an_object", "JSON body must be an object")
         return stringify(obj)
     if kind == FORM:
-        try:
-            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict"))
-        except UnicodeDecodeError as exc:
-            raise InvalidReceipt("bad_encoding", "form body is not valid UTF-8 percent-encoding") from exc
+        return parse_pairs(body, "form body")
     raise UnsupportedMediaType(
         "unsupported_media_type", f"content type {kind or 'missing'!r}; send {JSON} or {FORM}"
     )

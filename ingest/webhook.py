@@ -52,8 +52,12 @@ class Webhook:
             return await self._refuse(exc.http_status, exc.code, exc.detail)(scope, receive, send)
         except ClientDisconnect:
             return None
+        state = scope["app"].state
+        if state.watch.unsafe:
+            return await self._refuse(503, "storage_unavailable", state.watch.unsafe, self._unavailable)(
+                scope, receive, send)
         try:
-            request_id = await scope["app"].state.commit.submit(Receipt(params, utc_now_iso()))
+            request_id = await state.commit.submit(Receipt(params, utc_now_iso()))
         except StorageUnavailable:
             response = self._refuse(503, "storage_unavailable", "receipt not stored; send it again", self._unavailable)
             return await response(scope, receive, send)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from dlrq.cli.embedded import embedded_server
+from dlrq.cli.embedded import EmbeddedServer, embedded_server
 from dlrq.core.settings import Settings
 from tests.support.processes import dlrq_env, free_port, spawn, wait_http
 
@@ -44,6 +44,15 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     return Settings(redis_url=redis_url)
+
+
+@pytest.fixture
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A server of the test's own, for faults that would disturb others (its config, its process)."""
+    server = EmbeddedServer(tmp_path_factory.mktemp("private"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -109,8 +109,8 @@ def test_export_wipe_replay_gives_the_same_states_and_a_second_replay_changes_no
 
 
 def test_replay_reports_bad_lines_with_their_numbers_and_keeps_the_good_ones(redis_url, r, settings):
-    result = dlrq(probe_env(redis_url), "replay", str(FIXTURES / "broken.jsonl"))
-    assert result.returncode == 0
+    result = dlrq(probe_env(redis_url), "replay", str(FIXTURES / "broken.jsonl"), check=False)
+    assert result.returncode == 1 and result.stderr.splitlines()[-1] == "Error: 3 lines were refused"
     assert result.stdout.strip() == (
         "sent 2, accepted 2, refused 3 (bad_json 1, missing_field 1, not_an_object 1), failed 0")
     assert "broken.jsonl:2: refused (bad_json)" in result.stderr
@@ -127,7 +127,8 @@ def test_replay_fails_loudly_when_redis_is_down(tmp_path):
 
 def test_replay_over_http_goes_through_the_webhook(redis_url, r, ingest_server, settings):
     result = dlrq(probe_env(redis_url), "replay", "--to", f"{ingest_server}{PATH}", "--rate", "200",
-                  str(FIXTURES / "broken.jsonl"), str(FIXTURES / "receipts.jsonl"))
+                  str(FIXTURES / "broken.jsonl"), str(FIXTURES / "receipts.jsonl"), check=False)
+    assert result.returncode == 1
     assert result.stdout.strip() == (
         "sent 18, accepted 17, refused 3 (bad_json 1, missing_field 1, not_an_object 1), failed 0")
     drain(settings)

@@ -10,9 +10,13 @@ from typing import Any
 
 import redis
 from rq import get_current_job
+from rq.job import Job
+from rq.job_lifecycle import record_job_failure
+from rq.serializers import JSONSerializer
 
 from dlrq.core import keys
 from dlrq.core.calls import Script, run
+from dlrq.core.jobs import FAILURE_TTL
 from dlrq.core.receipt import InvalidReceipt, Receipt, history_entry, receipt_id
 from dlrq.core.settings import Settings
 from dlrq.core.status import FAILED, FINAL, RANK
@@ -44,10 +48,17 @@ def apply_batch(records: list[dict[str, Any]]) -> dict[str, int]:
     if receipts:
         settings = current.settings()
         applied = apply(job.connection, receipts, settings)
-        new = sum(applied.flags)
+        new = applied.outcomes.count(NEW)
         if log.isEnabledFor(logging.DEBUG):
-            for (index, receipt), flag in zip(numbered, applied.flags):
-                log_receipt(receipt_id(job.id, index), receipt, "applied" if flag else "resend")
+            for (index, receipt), outcome in zip(numbered, applied.outcomes):
+                log_receipt(receipt_id(job.id, index), receipt, OUTCOMES[outcome])
+        if DROPPED in applied.outcomes:
+            parts = sorted({r.params["messageId"] for r, o in zip(receipts, applied.outcomes) if o == DROPPED})
+            log.warning("%d receipts dropped: part(s) %s already hold %d receipts or %d bytes (DLRQ_PART_MAX_*)",
+                        applied.outcomes.count(DROPPED), ", ".join(parts[:5]), settings.part_max_receipts,
+                        settings.part_max_bytes)
+        if applied.bad:
+            quarantine(job, receipts, applied)
         react(job.connection, settings, failed_parts(receipts), applied.windows, time.time())
     if problems:
         job.retries_left = 0
@@ -78,10 +89,32 @@ def parse_batch(records: Any) -> tuple[list[tuple[int, Receipt]], list[str]]:
     return numbered, problems
 
 
+# What became of each receipt of a batch (apply_receipts.lua).
+NEW, RESEND, DROPPED, BAD_RECORD = 1, 0, 2, -1
+OUTCOMES = {NEW: "applied", RESEND: "resend", DROPPED: "dropped", BAD_RECORD: "kept aside"}
+
+
 @dataclass(frozen=True)
 class Applied:
-    flags: list[int]  # 1 for a new receipt, 0 for a resend
+    outcomes: list[int]  # NEW, RESEND, DROPPED or BAD_RECORD, one per receipt
     windows: list[Window]  # the failure-rate window of each network the batch's final receipts came from
+    bad: dict[str, str]  # part id -> what is wrong with its stored record (its receipts were not applied)
+
+
+def quarantine(job: Job, receipts: list[Receipt], applied: Applied) -> str:
+    """Keep the receipts of parts whose stored record is bad as a failed job of their own, with the
+    reason, while the rest of the batch stands applied: `dlrq failed requeue` once the record is mended."""
+    kept = [r.to_record() for r, o in zip(receipts, applied.outcomes) if o == BAD_RECORD]
+    reason = "; ".join(f"part {part}: its record ({keys.part(part)}) is bad: {why}"
+                       for part, why in applied.bad.items())
+    aside = Job.create(keys.BATCH_JOB, args=(kept,), connection=job.connection, serializer=JSONSerializer,
+                       origin=job.origin, timeout=job.timeout, failure_ttl=FAILURE_TTL,
+                       description=f"dlrq receipts kept aside from batch {job.id}")
+    with job.connection.pipeline() as pipe:
+        record_job_failure(aside, f"{reason}. Repair or delete the record, then: dlrq failed requeue {aside.id}", pipe)
+        pipe.execute()
+    log.error("%d receipts kept aside as failed job %s: %s", len(kept), aside.id, reason)
+    return aside.id
 
 
 def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, now: float | None = None) -> Applied:
@@ -103,7 +136,7 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
             keys.network_failed(network) if counted else "",
             "1" if counted and status in FAILED else "0",
         ]
-    flags, raw = run(connection, APPLY(
+    outcomes, raw, bad = run(connection, APPLY(
         keys=[
             *(keys.part(r.params["messageId"]) for r in receipts),
             keys.COUNTERS,
@@ -116,9 +149,12 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
             (buckets + 1) * keys.NETWORK_BUCKET,
             keys.RATE_TTL,
             RANKS,
+            settings.part_max_receipts,
+            settings.part_max_bytes,
             keys.COUNT_BATCHES,
             keys.COUNT_NEW,
             keys.COUNT_RESEND,
+            keys.COUNT_DROPPED,
             keys.COUNT_STATUS,
             keys.RATE_NEW,
             keys.RATE_RESEND,
@@ -126,7 +162,12 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
         ],
     ))
     windows = [Window(networks[raw[i].decode()], int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)]
-    return Applied(list(flags), windows)
+    reasons = {receipts[int(bad[i])].params["messageId"]: _text(bad[i + 1]) for i in range(0, len(bad), 2)}
+    return Applied(list(outcomes), windows, reasons)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def failed_parts(receipts: list[Receipt]) -> list[str]:

@@ -20,13 +20,12 @@ from rq import Retry
 from dlrq.core import keys
 from dlrq.core.calls import Script, run
 from dlrq.core.events import FAILURE_RATE, RETRY, Event
-from dlrq.core.jobs import Recorder, flatten
+from dlrq.core.jobs import FAILURE_TTL, Recorder, flatten
 from dlrq.core.receipt import utc_now_iso
 from dlrq.core.settings import Settings
 
 RAISE_EVENT = Script.load(__package__, "raise_event")
 log = logging.getLogger("dlrq.events")
-FAILURE_TTL = 30 * 86_400
 RESULT_TTL = 86_400
 
 

@@ -14,6 +14,7 @@ import redis
 
 from dlrq.core import readiness
 from dlrq.core.calls import run
+from dlrq.core.readiness import Problem
 
 log = logging.getLogger("dlrq.worker")
 PAUSE = 0.5
@@ -26,17 +27,19 @@ class RedisHealth:
         self._where = where
         self._said: str | None = None
 
-    def problem(self) -> str | None:
+    def problem(self) -> Problem | None:
         try:
             return run(self._connection, readiness.problem())
         except redis.RedisError as exc:
-            return f"Redis unreachable at {self._where}: {exc or type(exc).__name__}"
+            return readiness.unreachable(self._where, exc)
 
-    def wait(self, cause: BaseException | str | None = None) -> bool:
+    def wait(self, cause: BaseException | Problem | None = None) -> bool:
         """Until Redis can be used (True) or a stop is requested (False)."""
         problem = self.problem() if cause is None else self._describe(cause)
         while problem is not None:
-            self._say(problem)
+            if self._said != problem.kind:  # once per state: the same problem seen again is not news
+                log.error("%s; waiting for it (nothing acknowledged is lost meanwhile)", problem)
+                self._said = problem.kind
             deadline = time.monotonic() + PAUSE
             while time.monotonic() < deadline:
                 if self._stopping():
@@ -48,16 +51,9 @@ class RedisHealth:
             self._said = None
         return not self._stopping()
 
-    def _describe(self, cause: BaseException | str) -> str:
-        if isinstance(cause, str):
+    def _describe(self, cause: BaseException | Problem) -> Problem:
+        if isinstance(cause, Problem):
             return cause
         if isinstance(cause, (redis.ConnectionError, redis.TimeoutError)):
-            return f"Redis unreachable at {self._where}: {cause or type(cause).__name__}"
-        return f"Redis refuses writes: {cause}"
-
-    def _say(self, problem: str) -> None:
-        """Once per state: the same problem seen again every PAUSE is not news."""
-        kind = problem.partition(":")[0]
-        if self._said != kind:
-            log.error("%s; waiting for it (nothing acknowledged is lost meanwhile)", problem)
-            self._said = kind
+            return readiness.unreachable(self._where, cause)
+        return Problem(readiness.REFUSES_WRITES, f"Redis refuses writes: {cause}")

@@ -9,6 +9,7 @@ off by it is run again at once; a stop request is obeyed within a second meanwhi
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from datetime import datetime, timezone
 
@@ -95,6 +96,13 @@ class BatchWorker(SimpleWorker):
         except redis.RedisError as exc:
             log.warning("stopped without telling Redis (%s): it forgets this worker within %d s", exc, self.worker_ttl)
 
+    def subscribe(self) -> None:
+        """No command channel: RQ's pubsub thread (for `rq` commands such as stopping a running job) logs
+        an error every 2 s while Redis is away, and dlrq stops its workers with signals."""
+
+    def unsubscribe(self) -> None:
+        pass
+
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
                                      ) -> tuple[Job, Queue] | None:
         """Wait at most WAIT_AT_MOST at a time, so that a stop request is seen within a second;
@@ -150,12 +158,22 @@ class BatchWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         if cut_short(job) or (job.retries_left is not None and job.retries_left < len(job.retry_intervals or ())):
             forget_dead_executions(job)
-        execution = self.prepare_execution(job)
+        try:
+            execution = self.prepare_execution(job)
+        except redis.RedisError as exc:
+            if not is_transient(exc):
+                raise
+            # Taken (in the intermediate list) but not started: back to the front once Redis is.
+            if self.health.wait(exc) and self.connection.lrem(queue.intermediate_queue_key, 1, job.id):
+                with self.connection.pipeline() as pipe:
+                    requeue_now(job, queue, pipe)
+                    pipe.execute()
+            return
         try:
             self.perform_job(job, queue, execution)
         except CutShort as exc:
             # Stopping instead: its execution expires, and a worker runs it again then.
-            if self.health.wait(exc.__cause__ or str(exc)):
+            if self.health.wait(exc.__cause__ or exc):
                 with self.connection.pipeline() as pipe:
                     self.cleanup_execution(job, pipe, execution)
                     requeue_now(job, queue, pipe)
@@ -178,9 +196,11 @@ class BatchWorker(SimpleWorker):
         return int(job.timeout or 180) + ABANDON_MARGIN
 
 
-def build_worker(settings: Settings, name: str | None = None) -> BatchWorker:
-    """Receipt batches first, then handler calls: a slow handler must not hold receipts up for long."""
-    connection = client(settings)
+def build_worker(settings: Settings, name: str | None = None, connection: redis.Redis | None = None) -> BatchWorker:
+    """Receipt batches first, then handler calls: a slow handler must not hold receipts up for long.
+
+    RQ asks Redis for the worker's address here already: it must answer."""
+    connection = connection or client(settings)
     queues = [TakeThroughIntermediate(n, connection=connection, serializer=JSONSerializer) for n in settings.queues]
     worker = BatchWorker(
         queues,
@@ -197,20 +217,40 @@ def build_worker(settings: Settings, name: str | None = None) -> BatchWorker:
     return worker
 
 
+class Stop:
+    """SIGTERM or Ctrl-C before the worker exists (waiting for Redis at start-up)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request)
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
 def run_worker(settings: Settings, burst: bool = False, name: str | None = None) -> bool:
     """Work until stopped; Redis failing at start-up, or in a way RQ's own code does not survive, is waited out."""
     # RQ logs two lines per job at INFO: far too many at thousands of batches a minute.
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     logging.getLogger("rq.worker").setLevel(rq_level)
-    worker = build_worker(settings, name)
-    worker._install_signal_handlers()
-    while True:
-        if not worker.health.wait():
+    stop = Stop()
+    connection = client(settings)
+    starting = RedisHealth(connection, lambda: stop.requested, settings.effective_redis_url)
+    worker: BatchWorker | None = None
+    while worker is None:
+        if not starting.wait():
             return False
         try:
-            return worker.work(burst=burst, logging_level=rq_level)
+            worker = build_worker(settings, name, connection)
         except redis.RedisError as exc:
             if not is_transient(exc):
                 raise
-            if not worker.health.wait(exc):
+    worker._install_signal_handlers()
+    worker._stop_requested = stop.requested
+    while True:
+        try:
+            return worker.work(burst=burst, logging_level=rq_level)
+        except redis.RedisError as exc:
+            if not is_transient(exc) or not worker.health.wait(exc):
                 return False

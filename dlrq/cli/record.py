@@ -102,24 +102,25 @@ def replay(files: tuple[Path, ...], url: str | None, rate: float | None, concurr
     from .replay import read_lines, replay_over_http, replay_to_queue, report
 
     settings = load_settings()
-    lines = read_lines(files)
+    summary = Summary()
+    lines = read_lines(files, summary)
 
     async def run() -> Summary:
         with tqdm(unit=" receipts", unit_scale=True, file=sys.stderr) as bar:
             if url:
-                return await replay_over_http(lines, url, rate, concurrency, bar.update)
+                return await replay_over_http(lines, url, summary, rate, concurrency, bar.update)
             client = connect.async_client(settings)
             try:
                 enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout)
-                return await replay_to_queue(lines, enqueue, batch_size, rate, bar.update)
+                return await replay_to_queue(lines, enqueue, batch_size, summary, rate, bar.update)
             finally:
                 await client.aclose()
 
     try:
-        summary = asyncio.run(run())
+        asyncio.run(run())
     except RedisError as exc:
         unreachable(settings, exc)
     report(summary)
     click.echo(summary.line())
-    if summary.failed:
-        sys.exit(1)
+    if not summary.ok:
+        raise click.ClickException(summary.reason() or "")

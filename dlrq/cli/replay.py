@@ -2,29 +2,34 @@
 
 A line is a recorded receipt ({"received_at", "params"}) or a plain parameter object;
 files may be gzipped. Every line is accounted for: accepted, refused (with its reason,
-and for unreadable lines their file and line number), or failed (could not be delivered).
+and for unreadable lines their file and line number), or failed (could not be delivered);
+a file that cannot be read to its end (a truncated or damaged gzip) is named with why, and
+the lines read from it before that still count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from redis.exceptions import RedisError
 
+from dlrq.core import jsondoc
 from dlrq.core.receipt import InvalidReceipt, Receipt, stringify, utc_now_iso, validate
 from ingest.enqueue import BatchEnqueuer
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_REPORTED = 20
+T = TypeVar("T")
+Progress = Callable[[int], object]
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Summary:
     accepted: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     failed: int = 0
+    unreadable: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     unreported: int = 0
 
@@ -46,29 +52,51 @@ class Summary:
         self.refused[code] += 1
         self.problem(f"{where}: refused ({code}): {detail}")
 
+    @property
+    def ok(self) -> bool:
+        """Every line of every file was read and accepted."""
+        return not (self.failed or self.refused or self.unreadable)
+
     def line(self) -> str:
         reasons = ", ".join(f"{code} {n}" for code, n in sorted(self.refused.items()))
         refused = sum(self.refused.values())
-        return (f"sent {self.sent}, accepted {self.accepted}, refused {refused}"
+        text = (f"sent {self.sent}, accepted {self.accepted}, refused {refused}"
                 + (f" ({reasons})" if reasons else "") + f", failed {self.failed}")
+        return text + (f", unreadable files {len(self.unreadable)}" if self.unreadable else "")
+
+    def reason(self) -> str | None:
+        """Why the replay is not a success, in one line; None when it is."""
+        if self.unreadable:
+            return f"could not read {self.unreadable[0]}"
+        if self.failed:
+            return f"{self.failed} receipts could not be delivered"
+        if self.refused:
+            return f"{sum(self.refused.values())} lines were refused"
+        return None
 
 
-def read_lines(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
-    """(file:line, line) for every non-blank line; gzip is recognised by its magic bytes."""
+def read_lines(paths: Iterable[Path], summary: Summary) -> Iterator[tuple[str, bytes]]:
+    """(file:line, line) for every non-blank line; gzip is recognised by its magic bytes.
+
+    A file that breaks off (truncated, corrupt, unreadable) is noted in the summary; reading goes on
+    with the next file."""
     for path in paths:
-        with open(path, "rb") as raw:
-            gzipped = raw.read(2) == GZIP_MAGIC
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as lines:
-            for number, line in enumerate(lines, 1):
-                if line.strip():
-                    yield f"{path}:{number}", line
+        number = 0
+        try:
+            with open(path, "rb") as raw:
+                gzipped = raw.read(2) == GZIP_MAGIC
+            with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as lines:
+                for number, line in enumerate(lines, 1):
+                    if line.strip():
+                        yield f"{path}:{number}", line
+        except (OSError, EOFError, zlib.error) as exc:
+            reason = str(exc) or type(exc).__name__
+            summary.unreadable.append(f"{path} after line {number}: {reason}")
+            summary.problem(f"{path}: unreadable after line {number}: {reason}")
 
 
 def parse_line(line: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        raise InvalidReceipt("bad_json", f"not valid JSON: {exc}") from exc
+    obj = jsondoc.loads(line)
     if not isinstance(obj, dict):
         raise InvalidReceipt("not_an_object", "a line must be a JSON object")
     return obj
@@ -85,18 +113,29 @@ def to_params(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["params"] if isinstance(obj.get("params"), dict) and "received_at" in obj else obj
 
 
+def readable(lines: Iterable[tuple[str, bytes]], read: Callable[[dict[str, Any]], T], summary: Summary,
+             progress: Progress) -> Iterator[tuple[str, T]]:
+    """Each line that `read` accepts; the others are refused in the summary, with their place."""
+    for where, line in lines:
+        try:
+            yield where, read(parse_line(line))
+        except InvalidReceipt as exc:
+            summary.refuse(where, exc.code, exc.detail)
+            progress(1)
+
+
 async def replay_to_queue(
     lines: Iterable[tuple[str, bytes]],
     enqueue: BatchEnqueuer,
     batch_size: int,
+    summary: Summary,
     rate: float | None = None,
-    progress: Callable[[int], object] = lambda n: None,
+    progress: Progress = lambda n: None,
 ) -> Summary:
     """Validate as the ingest does (no signature check: the receipts were checked when recorded).
 
     Paced to `rate`, a batch holds at most a tenth of a second's receipts.
     """
-    summary = Summary()
     batch: list[Receipt] = []
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -114,13 +153,7 @@ async def replay_to_queue(
         progress(len(batch))
         batch.clear()
 
-    for where, line in lines:
-        try:
-            receipt = to_receipt(parse_line(line))
-        except InvalidReceipt as exc:
-            summary.refuse(where, exc.code, exc.detail)
-            progress(1)
-            continue
+    for _, receipt in readable(lines, to_receipt, summary, progress):
         if rate:
             await asyncio.sleep(max(0.0, start + (summary.sent + len(batch)) / rate - loop.time()))
         batch.append(receipt)
@@ -134,12 +167,12 @@ async def replay_to_queue(
 async def replay_over_http(
     lines: Iterable[tuple[str, bytes]],
     url: str,
+    summary: Summary,
     rate: float | None,
     concurrency: int,
-    progress: Callable[[int], object] = lambda n: None,
+    progress: Progress = lambda n: None,
 ) -> Summary:
     """POST each receipt as JSON, at most `concurrency` at a time, paced to `rate` per second."""
-    summary = Summary()
     slots = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
@@ -164,13 +197,7 @@ async def replay_over_http(
 
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as http:
         start = loop.time()
-        for where, line in lines:
-            try:
-                params = to_params(parse_line(line))
-            except InvalidReceipt as exc:
-                summary.refuse(where, exc.code, exc.detail)
-                progress(1)
-                continue
+        for where, params in readable(lines, to_params, summary, progress):
             if rate:
                 await asyncio.sleep(max(0.0, start + summary.sent / rate - loop.time()))
             await slots.acquire()

@@ -134,8 +134,12 @@ def stats(no_messages: bool, as_json: bool) -> None:
     except RedisError as exc:
         unreachable(settings, exc)
     if as_json:
-        click.echo(json.dumps({"server": settings.effective_redis_url, "queues": queues, "rates": rates,
+        click.echo(json.dumps({"server": settings.effective_redis_url, "maxmemory_policy": state.maxmemory_policy,
+                               "may_evict": state.may_evict, "queues": queues, "rates": rates,
                                "counters": state.counters, "messages": messages}))
     else:
-        click.echo(f"server: {where(settings)}")
+        click.echo(f"server: {where(settings)}; maxmemory-policy {state.maxmemory_policy}")
+        if state.may_evict:
+            click.echo("DANGER: this Redis may evict acknowledged receipts when its memory is full; "
+                       "set maxmemory-policy noeviction (dlrq refuses receipts until then)")
         click.echo(render(queues, rates, state.counters, messages))

@@ -21,19 +21,28 @@ Part = dict[str, Any]
 
 
 def load_part(raw: bytes | str | None) -> Part | None:
+    """A stored part; one that is not a part record shows as such, with no receipts, rather than failing the view."""
     if raw is None:
         return None
-    doc = json.loads(raw)
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {"history": [], "unreadable": "its stored record is not valid JSON"}
+    if not isinstance(doc, dict):
+        return {"history": [], "unreadable": "its stored record is not a part record"}
     # Lua's cjson writes an empty array as {}.
-    if not doc.get("history"):
-        doc["history"] = []
-    return doc
+    history = doc.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(e, dict) and isinstance(e.get("status"), str)
+                                                  for e in history):
+        return {"history": [], "unreadable": "its stored record is not a part record"}
+    return {**doc, "history": history}
 
 
 def render_part(message_id: str, index: int, doc: Part | None) -> dict[str, Any]:
     history = doc["history"] if doc else []
     deciding = deciding_receipt(history)
     shown = deciding or (history[-1] if history else {})
+    unreadable = {"unreadable": doc["unreadable"]} if doc and "unreadable" in doc else {}
     return {
         "message_id": message_id,
         "index": index,
@@ -47,6 +56,7 @@ def render_part(message_id: str, index: int, doc: Part | None) -> dict[str, Any]
             {field.replace("-", "_"): entry.get(field) for field in HISTORY_FIELDS}
             for entry in chronological(history)
         ],
+        **unreadable,
     }
 
 

@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 from rq.utils import utcparse
 
-from . import keys
+from . import keys, readiness
 from .jobs import QueueKeys
 
 
@@ -28,10 +28,17 @@ class Deployment:
     scheduled: dict[str, int] = field(default_factory=dict)
     workers: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    maxmemory_policy: str = readiness.SAFE_POLICY
+    maxmemory: int = 0
+
+    @property
+    def may_evict(self) -> bool:
+        """Whether Redis may drop keys (acknowledged receipts among them) when its memory is full."""
+        return self.maxmemory_policy != readiness.SAFE_POLICY and self.maxmemory > 0
 
 
 async def read_deployment(client: aioredis.Redis, queues: Iterable[QueueKeys], now: datetime) -> Deployment:
-    """Two round trips: the counts, then the enqueue time of each queue's oldest job."""
+    """Two round trips: the counts and the memory policy, then the enqueue time of each queue's oldest job."""
     queues = list(queues)
     state = Deployment()
     try:
@@ -39,7 +46,10 @@ async def read_deployment(client: aioredis.Redis, queues: Iterable[QueueKeys], n
             for q in queues:
                 pipe.llen(q.queue).lindex(q.queue, 0).zcard(q.failed).zcard(q.scheduled).scard(q.workers)
             pipe.hgetall(keys.COUNTERS)
-            *counts, counters = await pipe.execute()
+            pipe.info("memory")
+            *counts, counters, memory = await pipe.execute()
+        state.maxmemory_policy = str(memory.get("maxmemory_policy", readiness.SAFE_POLICY))
+        state.maxmemory = int(memory.get("maxmemory", 0))
         oldest: dict[str, bytes] = {}
         for i, q in enumerate(queues):
             depth, head, failed, scheduled, workers = counts[5 * i : 5 * i + 5]

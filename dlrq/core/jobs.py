@@ -20,6 +20,8 @@ from rq.serializers import JSONSerializer
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 Command = tuple[object, ...]
+# How long a job that ran out of retries waits in the failed registry (`dlrq failed`).
+FAILURE_TTL = 30 * 86_400
 
 
 class Recorder:

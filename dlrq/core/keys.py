@@ -28,6 +28,7 @@ COUNTERS = f"{PREFIX}counters"
 COUNT_BATCHES = "batches"
 COUNT_NEW = "receipts:new"
 COUNT_RESEND = "receipts:resend"
+COUNT_DROPPED = "receipts:dropped"  # a part held the most receipts or bytes it may
 COUNT_STATUS = "status:"  # + the status a part moved to
 COUNT_EVENTS = "events:"  # + the event's kind
 COUNT_HANDLER = "handler:"  # + the handler's name, ":", the call's outcome (ok, error)

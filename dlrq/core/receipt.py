@@ -20,6 +20,11 @@ MAX_VALUE_LENGTH = 1024
 # Never kept with a part's history: they authenticate one delivery attempt
 # of a receipt, not the receipt itself.
 TRANSPORT_FIELDS = frozenset({"timestamp", "nonce", "sig", "api-key"})
+# What a part keeps of a receipt: the fields the contract names, and other fields (Vonage
+# adds some over time) only up to EXTRA_BYTES, so that no sender can grow a part without bound.
+CONTRACT_FIELDS = ("status", "err-code", "message-timestamp", "scts", "network-code", "price", "msisdn", "to",
+                   "client-ref")
+EXTRA_BYTES = 512
 
 
 class InvalidReceipt(ValueError):
@@ -127,7 +132,16 @@ def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:
 
 
 def history_entry(receipt: Receipt) -> dict[str, str]:
-    """What a part keeps of one receipt."""
-    entry = {k: v for k, v in receipt.params.items() if k not in TRANSPORT_FIELDS and k != "messageId"}
+    """What a part keeps of one receipt: the contract's fields, then others within EXTRA_BYTES."""
+    params = receipt.params
+    entry = {k: params[k] for k in CONTRACT_FIELDS if k in params}
+    room = EXTRA_BYTES
+    for name, value in params.items():
+        if name in entry or name in TRANSPORT_FIELDS or name == "messageId":
+            continue
+        room -= len(name) + len(value)
+        if room < 0:
+            break
+        entry[name] = value
     entry["received_at"] = receipt.received_at
     return entry

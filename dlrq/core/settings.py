@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     retention: int = Field(604_800, ge=1)
     receipt_timeout: int = Field(86_400, ge=1)
 
+    # The HTTP edge's limits against clients that are slow or hostile (ingest/protocol.py).
+    max_header_bytes: int = Field(16_384, ge=1024)
+    max_url_bytes: int = Field(8192, ge=256)
+    header_timeout: float = Field(5.0, gt=0)
+    body_timeout: float = Field(10.0, gt=0)
+    max_connections: int = Field(4096, ge=1)
+    shutdown_grace: float = Field(10.0, gt=0)
+
     queue: str = "dlrq"
     batch_max_size: int = Field(256, ge=1, le=10_000)
     batch_max_wait_ms: float = Field(0.0, ge=0, le=1000)
@@ -44,6 +52,8 @@ class Settings(BaseSettings):
     retry_after: int = Field(5, ge=1)
     job_timeout: int = Field(30, ge=1)
     maintenance_interval: int = Field(15, ge=1)
+    part_max_receipts: int = Field(100, ge=2)
+    part_max_bytes: int = Field(65_536, ge=4096)
     record_max_batches: int = Field(100_000, ge=0)
     record_max_age: int = Field(86_400, ge=0)
 

@@ -109,7 +109,7 @@ def find_message(message_id: str) -> Steps[dict[str, Any] | None]:
     logical_id = owner.decode() if owner else message_id
     message = yield from read_message(logical_id)
     if message is None:
-        doc = load_part((yield ("GET", keys.part(message_id))))
+        doc = (yield from read_parts([message_id]))[message_id]
         return None if doc is None else render_unregistered(message_id, doc)
     docs = yield from read_parts(message.submitted_parts)
     return render_registered(message.meta, message.attempts, message.alerts, docs)

@@ -12,6 +12,7 @@ import httpx
 import redis
 
 from dlrq.cli.embedded import binary
+from tests.support.disk import mount
 from tests.support.processes import DLRQ, ROOT, dlrq_env, free_port
 from tests.support.receivers import WebhookReceiver
 
@@ -70,8 +71,11 @@ class Cluster:
         self.redis_port, self.ingest_port = free_port(), free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.base = f"http://127.0.0.1:{self.ingest_port}"
-        data = workdir / "data"
-        data.mkdir()
+        # Its data on a disk that a fault can fill up (a tmpfs, where the harness may mount one).
+        disk = mount(workdir, "2g")
+        self.disk, self.no_disk = (disk, None) if not isinstance(disk, str) else (None, disk)
+        data = disk.path if self.disk else workdir / "data"
+        data.mkdir(exist_ok=True)
         self.redis = Process("valkey", [
             str(binary()), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",

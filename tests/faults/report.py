@@ -29,6 +29,7 @@ class Report:
     drain_seconds: float = 0.0
     drained: bool = False
     leftovers: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # faults this machine cannot inject, and why
 
     @property
     def ok(self) -> bool:
@@ -54,6 +55,8 @@ class Report:
             "  of which until the probe receipt was acknowledged: " + "; ".join(
                 f"{k} {max(v):.1f} s" for k, v in self.acknowledged_after.items()),
         ]
+        for skipped in self.skipped:
+            lines.append(f"  fault not injected: {skipped}")
         for name, items in (("lost", self.lost), ("wrong status", self.wrong_status), ("not drained", self.leftovers)):
             if items:
                 lines.append(f"  {name}: {items[:10]}")

@@ -45,6 +45,8 @@ class Run:
         self.cluster = Cluster(scale, workdir, receiver=self.receiver)
         self.report = Report(seed=seed, planned=len({dedupe_key(p) for _, p in self.plan.receipts}),
                              expected_events=len(self.plan.expected_events))
+        if self.cluster.no_disk:
+            self.report.skipped.append(f"disk full ({self.cluster.no_disk})")
         self.vonage = Vonage(self.cluster.base, self.report, seed)
         self.rng = random.Random(seed + 1)
         self.probes: list[dict[str, str]] = []
@@ -113,17 +115,33 @@ class Run:
         await asyncio.sleep(2)
         self.cluster.ingest.start()
         self._recover("ingest SIGKILL + restart")
+        await self._at(t0, 0.4)
+        await asyncio.to_thread(self._memory_full, 4)
+        self._recover("Redis maxmemory reached 4 s")
         await self._at(t0, 0.5)
         self.cluster.redis.kill()
         await asyncio.sleep(1)
         self.cluster.redis.start()
         self._recover("Redis SIGKILL + restart")
+        await self._at(t0, 0.6)
+        if self.cluster.disk is not None:
+            await asyncio.to_thread(self.cluster.disk.fill)
+            await asyncio.sleep(4)
+            self.cluster.disk.empty()
+            self._recover("disk full 4 s")
         await self._at(t0, 0.7)
         self.cluster.redis.signal(signal.SIGSTOP)
         await asyncio.sleep(10)
         self.cluster.redis.signal(signal.SIGCONT)
         self._recover("Redis unreachable 10 s")
         await kills
+
+    def _memory_full(self, seconds: float) -> None:
+        """Redis' memory limit just above what it uses: every write needing memory is refused (OOM)."""
+        with self.cluster.client() as client:
+            client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 64 * 1024)
+            time.sleep(seconds)
+            client.config_set("maxmemory", 0)
 
     async def _kill_workers(self, t0: float) -> None:
         while time.monotonic() < t0 + self.scale.duration - self.scale.worker_kill_every:
@@ -294,11 +312,14 @@ class Run:
 
 def run_once(scale: Scale, seed: int, keep: Path | None = None) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix="dlrq-faults-"))
+    run = Run(scale, seed, workdir)
     try:
-        return asyncio.run(Run(scale, seed, workdir).run())
+        return asyncio.run(run.run())
     finally:
         if keep:
             shutil.copytree(workdir, keep / f"seed-{seed}", dirs_exist_ok=True)
+        if run.cluster.disk is not None:
+            run.cluster.disk.unmount()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

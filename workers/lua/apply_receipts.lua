@@ -1,25 +1,32 @@
--- Apply a batch of receipts atomically.
+-- Apply a batch of receipts atomically: all of what is valid, none of what is not.
 -- KEYS[1..n]: the part key of each receipt; KEYS[n+1]: the counters hash; KEYS[n+2]: this
 -- moment's throughput hash; KEYS[n+3...]: the failure-rate window's buckets, the current one last.
 -- ARGV[1]: n. ARGV[2]: part TTL, ARGV[3]: the window buckets' TTL, ARGV[4]: the throughput
--- hash's TTL. ARGV[5]: the status ranks (JSON). ARGV[6..11]: field names: batches, new
--- receipts, resends (counters), prefix of status changes (counters), new, resend (throughput).
--- ARGV[12 + 4(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
+-- hash's TTL. ARGV[5]: the status ranks (JSON). ARGV[6]: most receipts a part keeps, ARGV[7]:
+-- most bytes of a part's record. ARGV[8..14]: field names: batches, new receipts, resends,
+-- dropped receipts (counters), prefix of status changes (counters), new, resend (throughput).
+-- ARGV[15 + 4(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
 -- window buckets (final receipts, failed ones; '' when it does not count), then '1' if it failed.
+--
+-- Every part record is read and checked before anything is written: a record that is not a
+-- part (not JSON, not an object, another type of key) is left alone and its receipts are
+-- reported, so one bad record can neither stop the batch half-applied nor be overwritten.
 -- A receipt equal to one the part already holds (same status, err-code, scts,
--- message-timestamp) is a resend: it changes nothing. The counters count new receipts,
--- resends, the batch, and each change of a part's status by the contract's rules.
--- Returns {applied, windows}: applied holds 1 for each new receipt and 0 for each resend,
--- in order, so running a batch again changes nothing; windows holds, for each network a final
--- receipt of the batch came from, its final-receipts field, then its totals over the window.
+-- message-timestamp) is a resend: it changes nothing. A part that holds the most receipts or
+-- bytes it may drops any new one (counted). The counters count new receipts, resends, dropped
+-- ones, the batch, and each change of a part's status by the contract's rules.
+-- Returns {outcomes, windows, bad}: outcomes holds, in order, 1 for each new receipt, 0 for a
+-- resend, 2 for a dropped one and -1 for one whose part record is bad, so running a batch again
+-- changes nothing; windows holds, for each network a final receipt of the batch came from, its
+-- final-receipts field, then its totals over the window; bad holds, for each bad record, the
+-- index of its first receipt and what is wrong with it.
 local n = tonumber(ARGV[1])
 local ttl, window_ttl, throughput_ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local rank = cjson.decode(ARGV[5])
-local f_batches, f_new, f_resend, f_status, f_rate_new, f_rate_resend = unpack(ARGV, 6, 11)
+local max_receipts, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
+local f_batches, f_new, f_resend, f_dropped, f_status, f_rate_new, f_rate_resend = unpack(ARGV, 8, 14)
 local counters, throughput = KEYS[n + 1], KEYS[n + 2]
 local current = KEYS[#KEYS]
-local applied, networks, failed_fields = {}, {}, {}
-local new, changes = 0, {}
 
 local function same(a, b)
   return a.status == b.status
@@ -41,55 +48,112 @@ local function decides(a, b)
   return (a.scts or '') >= (b.scts or '')
 end
 
+-- A part record, or nil and what is wrong with it.
+local function load(key)
+  local raw = redis.pcall('GET', key)
+  if type(raw) == 'table' and raw.err then
+    return nil, raw.err
+  end
+  if not raw then
+    return {history = {}}, 2
+  end
+  local ok, part = pcall(cjson.decode, raw)
+  if not ok then
+    return nil, 'not valid JSON'
+  end
+  if type(part) ~= 'table' or (part.history ~= nil and type(part.history) ~= 'table') then
+    return nil, 'not a part record'
+  end
+  part.history = part.history or {}
+  for _, seen in ipairs(part.history) do
+    if type(seen) ~= 'table' or type(seen.status) ~= 'string' then
+      return nil, 'a receipt in its history is not a receipt'
+    end
+  end
+  return part, #raw
+end
+
+local parts, sizes, bad = {}, {}, {}
 for i = 1, n do
-  local key, base = KEYS[i], 12 + 4 * (i - 1)
-  local entry, total_field, failed_field = cjson.decode(ARGV[base]), ARGV[base + 1], ARGV[base + 2]
-  if total_field ~= '' and not failed_fields[total_field] then
-    failed_fields[total_field] = failed_field
-    networks[#networks + 1] = total_field
-  end
-  local raw = redis.call('GET', key)
-  local part = raw and cjson.decode(raw) or {}
-  local history = part.history or {}
-  local resend, deciding = false, nil
-  for _, seen in ipairs(history) do
-    if same(seen, entry) then
-      resend = true
-      break
-    end
-    if rank[seen.status] and (deciding == nil or decides(seen, deciding)) then
-      deciding = seen
-    end
-  end
-  if resend then
-    applied[i] = 0
-  else
-    history[#history + 1] = entry
-    part.history = history
-    redis.call('SET', key, cjson.encode(part), 'EX', ttl)
-    applied[i] = 1
-    new = new + 1
-    if rank[entry.status] and (deciding == nil or (decides(entry, deciding) and entry.status ~= deciding.status)) then
-      changes[entry.status] = (changes[entry.status] or 0) + 1
-    end
-    if total_field ~= '' then
-      redis.call('HINCRBY', current, total_field, 1)
-      if ARGV[base + 3] == '1' then
-        redis.call('HINCRBY', current, failed_field, 1)
-      end
-      redis.call('EXPIRE', current, window_ttl)
+  local key = KEYS[i]
+  if parts[key] == nil and sizes[key] == nil then
+    local part, size = load(key)
+    if part then
+      parts[key], sizes[key] = part, size
+    else
+      sizes[key] = false
+      bad[#bad + 1] = i - 1
+      bad[#bad + 1] = size
     end
   end
 end
 
+local outcomes, networks, failed_fields, dirty = {}, {}, {}, {}
+local new, dropped, refused, changes = 0, 0, 0, {}
+for i = 1, n do
+  local key, base = KEYS[i], 15 + 4 * (i - 1)
+  local part = parts[key]
+  local total_field, failed_field = ARGV[base + 1], ARGV[base + 2]
+  if total_field ~= '' and not failed_fields[total_field] then
+    failed_fields[total_field] = failed_field
+    networks[#networks + 1] = total_field
+  end
+  if not part then
+    outcomes[i] = -1
+    refused = refused + 1
+  else
+    local entry = cjson.decode(ARGV[base])
+    local history = part.history
+    local resend, deciding = false, nil
+    for _, seen in ipairs(history) do
+      if same(seen, entry) then
+        resend = true
+        break
+      end
+      if rank[seen.status] and (deciding == nil or decides(seen, deciding)) then
+        deciding = seen
+      end
+    end
+    if resend then
+      outcomes[i] = 0
+    elseif #history >= max_receipts or sizes[key] + #ARGV[base] + 1 > max_bytes then
+      outcomes[i] = 2
+      dropped = dropped + 1
+    else
+      history[#history + 1] = entry
+      sizes[key] = sizes[key] + #ARGV[base] + 1
+      dirty[key] = true
+      outcomes[i] = 1
+      new = new + 1
+      if rank[entry.status] and (deciding == nil or (decides(entry, deciding) and entry.status ~= deciding.status)) then
+        changes[entry.status] = (changes[entry.status] or 0) + 1
+      end
+      if total_field ~= '' then
+        redis.call('HINCRBY', current, total_field, 1)
+        if ARGV[base + 3] == '1' then
+          redis.call('HINCRBY', current, failed_field, 1)
+        end
+        redis.call('EXPIRE', current, window_ttl)
+      end
+    end
+  end
+end
+
+for key in pairs(dirty) do
+  redis.call('SET', key, cjson.encode(parts[key]), 'EX', ttl)
+end
+
 redis.call('HINCRBY', counters, f_batches, 1)
 redis.call('HINCRBY', counters, f_new, new)
-redis.call('HINCRBY', counters, f_resend, n - new)
+redis.call('HINCRBY', counters, f_resend, n - new - dropped - refused)
+if dropped > 0 then
+  redis.call('HINCRBY', counters, f_dropped, dropped)
+end
 for status, count in pairs(changes) do
   redis.call('HINCRBY', counters, f_status .. status, count)
 end
 redis.call('HINCRBY', throughput, f_rate_new, new)
-redis.call('HINCRBY', throughput, f_rate_resend, n - new)
+redis.call('HINCRBY', throughput, f_rate_resend, n - new - dropped - refused)
 redis.call('EXPIRE', throughput, throughput_ttl)
 
 local windows = {}
@@ -104,4 +168,4 @@ for _, total_field in ipairs(networks) do
   windows[#windows + 1] = total
   windows[#windows + 1] = failures
 end
-return {applied, windows}
+return {outcomes, windows, bad}
