@@ -17,13 +17,11 @@ def ingest() -> None:
     import uvicorn
 
     from ingest.app import create_app
-    from ingest.protocol import Limits, connection_cap, guarded
+    from ingest.protocol import GuardedHttp, Limits
 
     settings = load_settings()
     setup_logging(settings)
-    limits = Limits(max_head=settings.max_header_bytes, max_url=settings.max_url_bytes,
-                    head_timeout=settings.header_timeout, body_timeout=settings.body_timeout,
-                    max_connections=connection_cap(settings.max_connections))
+    GuardedHttp.limits = Limits.of(settings)
     # Uvicorn stops accepting on SIGTERM/SIGINT, answers the requests it holds, stores every
     # batch begun (lifespan shutdown), then raises the signal again. By then stopping is
     # clean, so that second signal is let pass and the exit status is 0.
@@ -34,7 +32,7 @@ def ingest() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=guarded(limits),
+        http=GuardedHttp,
         # Requests still unanswered this long after a stop was asked for are cut off (their
         # receipts were not acknowledged: Vonage sends them again).
         timeout_graceful_shutdown=settings.shutdown_grace,
