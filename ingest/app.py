@@ -6,6 +6,7 @@ import asyncio
 import gc
 import hmac
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dlrq.core.calls import arun
+from dlrq.core.calls import NotReplicated, arun
 from dlrq.core.connect import async_client
 from dlrq.core.deployment import read_deployment
 from dlrq.core.jobs import QueueKeys
@@ -128,15 +129,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             body = await read_body(request.receive, request.headers.get("content-length", "").encode() or None)
             send = parse_send(parse_json(body, request.headers.get("content-type", "")))
             registered = await arun(request.app.state.redis,
-                                    register(send, settings.receipt_timeout, settings.message_ttl))
+                                    register(send, settings.receipt_timeout, settings.message_ttl),
+                                    settings.ack_replicas, settings.ack_replica_timeout)
         except InvalidReceipt as exc:
             return error(exc.http_status, exc.code, exc.detail)
-        except RedisError:
-            return error(503, "storage_unavailable", "Redis is unreachable", unavailable_headers)
+        except (RedisError, NotReplicated) as exc:
+            return error(503, "storage_unavailable", f"not stored: {exc}", unavailable_headers)
         return JSONResponse(registered.answer(), status_code=201 if registered.created else 200)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "process": os.getpid()})
 
     async def readyz(request: Request) -> Response:
         """Ready when a write succeeds and Redis keeps every key: answering is not enough if it
@@ -168,9 +170,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.warning("listening on %s without DLRQ_API_TOKEN: /messages and /metrics answer 401 "
                         "(set DLRQ_API_TOKEN to a long random string to use them)", settings.host)
         client = async_client(settings)
-        watch = StoreWatch(client, settings.effective_redis_url)
+        watch = StoreWatch(client, settings.effective_redis_url, settings.ack_replicas)
         watching = asyncio.get_running_loop().create_task(watch.run(), name="dlrq-store-watch")
-        enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout, recording(settings))
+        enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout, recording(settings),
+                                settings.ack_replicas, settings.ack_replica_timeout)
 
         async def write(receipts: list[Receipt]) -> str:
             batch_id = await enqueue(receipts)

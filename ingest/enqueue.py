@@ -39,15 +39,17 @@ class BatchEnqueuer:
     """Store a batch as one RQ job, and (with `recording`) append its receipts to the record, in one call."""
 
     def __init__(
-        self, client: aioredis.Redis, queue_name: str, job_timeout: int, recording: Recording | None = None
+        self, client: aioredis.Redis, queue_name: str, job_timeout: int, recording: Recording | None = None,
+        replicas: int = 0, replica_timeout: float = 0.5,
     ) -> None:
         self._client = client
+        self._replicas, self._replica_timeout = replicas, replica_timeout
         self._recorder = Recorder(queue_name)
         self._job_timeout = job_timeout
         self._recording = recording
 
     async def __call__(self, receipts: list[Receipt]) -> str:
-        """Store the batch durably; return the job id."""
+        """Store the batch durably (on `replicas` replicas too); return the job id."""
         if not self._recorder.knows_server:
             self._recorder.set_server_version(str((await self._client.info("server"))["redis_version"]))
         records = [r.to_record() for r in receipts]
@@ -65,7 +67,7 @@ class BatchEnqueuer:
         if self._recording is not None:
             lines = jsonl(records)
             commands += record_commands(lines, self._recording.max_batches, self._recording.max_age, now)
-        await arun(self._client, RUN_COMMANDS(keys=[], args=flatten(commands)))
+        await arun(self._client, RUN_COMMANDS(keys=[], args=flatten(commands)), self._replicas, self._replica_timeout)
         return job.id
 
 

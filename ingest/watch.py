@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from dlrq.core import readiness
-from dlrq.core.calls import arun
+from dlrq.core.calls import NotReplicated, arun
 from dlrq.core.readiness import Problem
 
 log = logging.getLogger("dlrq.ingest")
@@ -22,16 +22,17 @@ INTERVAL = 10.0
 
 
 class StoreWatch:
-    def __init__(self, client: aioredis.Redis, where: str) -> None:
+    def __init__(self, client: aioredis.Redis, where: str, replicas: int = 0) -> None:
         self._client = client
         self._where = where
+        self._replicas = replicas
         self.problem: Problem | None = None
         # The reason the webhook refuses receipts now, or None: only a Redis that may evict them.
         self.unsafe: str | None = None
 
     async def check(self) -> Problem | None:
         try:
-            problem = await arun(self._client, readiness.problem())
+            problem = await arun(self._client, readiness.problem(self._replicas))
         except RedisError as exc:
             problem = readiness.unreachable(self._where, exc)
         self._now(problem)
@@ -44,6 +45,8 @@ class StoreWatch:
                 self._now(None)
         elif isinstance(failure, (ConnectionError, TimeoutError, OSError, asyncio.TimeoutError)):
             self._now(readiness.unreachable(self._where, failure))
+        elif isinstance(failure, NotReplicated):
+            self._now(readiness.too_few_replicas(failure))
         else:
             self._now(Problem(readiness.REFUSES_WRITES, f"Redis refuses writes: {failure}"))
 

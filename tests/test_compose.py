@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import yaml
 from click.testing import CliRunner
 from rq import Queue
@@ -15,9 +16,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from dlrq.cli import main
+from dlrq.cli.embedded import binary
 from dlrq.core.settings import Settings
 from ingest.app import create_app
-from tests.support.processes import free_port, wait_http
+from tests.support.processes import eventually, free_port, wait_http
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -114,3 +116,58 @@ def test_the_dashboard_profile_runs_rq_dashboard_on_dlrq_queues(redis_url, r):
     finally:
         dashboard.terminate()
         dashboard.wait(10)
+
+
+HA_DATA = ["redis-primary", "redis-replica-1", "redis-replica-2"]
+HA_SENTINELS = ["sentinel-1", "sentinel-2", "sentinel-3"]
+
+
+def option(command: list[str], name: str) -> list[str]:
+    return command[command.index(name) + 1: command.index(name) + 3]
+
+
+def test_the_ha_profile_is_a_primary_two_replicas_and_three_sentinels():
+    services = COMPOSE["services"]
+    for name in [*HA_DATA, *HA_SENTINELS, "ingest-ha", "worker-ha"]:
+        assert services[name]["profiles"] == ["ha"], name
+    for name in HA_DATA:
+        command = services[name]["command"]
+        assert option(command, "--appendfsync")[0] == "always" and option(command, "--min-replicas-to-write")[0] == "1"
+        assert option(command, "--maxmemory-policy")[0] == "noeviction"
+        assert (name == "redis-primary") == ("--replicaof" not in command)
+        if name != "redis-primary":
+            assert option(command, "--replicaof") == ["redis-primary", "6379"]
+    for name in ("ingest-ha", "worker-ha"):
+        settings = Settings.model_validate({k[5:].lower(): interpolated(v, {}) for k, v in
+                                            services[name]["environment"].items()})
+        assert settings.ack_replicas == 1 and settings.redis_master == "dlrq"
+        assert sorted(settings.redis_sentinels) == [f"{s}:26379" for s in HA_SENTINELS]
+
+
+@pytest.mark.integration
+def test_the_sentinel_command_writes_a_config_valkey_runs_and_keeps_it(tmp_path):
+    """The compose sentinels' shell command, run here with the embedded binary against a local primary."""
+    from tests.support.ha import Node
+
+    primary = Node("primary", tmp_path, [])
+    primary.start()
+    script = COMPOSE["services"]["sentinel-1"]["command"][2]
+    port = free_port()
+    script = (script.replace("/data", str(tmp_path)).replace("redis-primary 6379", f"127.0.0.1 {primary.port}")
+              .replace("port 26379", f"port {port}")
+              .replace("exec redis-server", f"exec {binary()}"))
+    sentinel = subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def monitoring() -> bool:
+            try:
+                with redis.Redis(port=port, socket_timeout=1) as client:
+                    return client.sentinel_get_master_addr_by_name("dlrq") == (b"127.0.0.1", primary.port)
+            except redis.RedisError:
+                return False
+
+        eventually(monitoring, 15, "the sentinel to monitor the primary")
+        assert "sentinel myid" in (tmp_path / "sentinel.conf").read_text(), "Sentinel keeps its state in the file"
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
+        primary.stop()

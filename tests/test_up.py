@@ -212,8 +212,11 @@ def test_a_child_that_dies_is_started_again(tmp_path, data_dir):
 
         def worker_pid() -> int | None:
             for pid in descendants(up.pid):
-                if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return pid
+                try:
+                    if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        return pid
+                except FileNotFoundError:
+                    continue  # gone since it was listed
             return None
 
         first = worker_pid()

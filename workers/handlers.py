@@ -23,6 +23,7 @@ from rq import get_current_job
 
 from dlrq.core import keys
 from dlrq.core.calls import run
+from dlrq.core.connect import is_transient
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
 from dlrq.core.store import read_message, register
@@ -59,19 +60,30 @@ def deliver(event: dict[str, Any], handler: str) -> None:
 
 
 def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings) -> None:
+    """The marker must outlive a Redis outage and, with DLRQ_ACK_REPLICAS, a failover: it is written
+    again until that many replicas confirm it (a marker lost with its primary means a second call)."""
     deadline = time.monotonic() + settings.handler_timeout
     pause = 0.1
     while True:
         try:
-            with connection.pipeline() as pipe:
-                pipe.set(marker, 1, ex=settings.message_ttl).hincrby(keys.COUNTERS, counter, 1).execute()
-            return
-        except (redis.ConnectionError, redis.TimeoutError):
-            if time.monotonic() + pause > deadline:
+            with connection.pipeline(transaction=False) as pipe:
+                pipe.set(marker, 1, ex=settings.message_ttl)
+                if settings.ack_replicas:
+                    pipe.execute_command("WAIT", settings.ack_replicas, int(settings.ack_replica_timeout * 1000))
+                replies = pipe.execute()
+            if not settings.ack_replicas or replies[-1] >= settings.ack_replicas:
+                connection.hincrby(keys.COUNTERS, counter, 1)
+                return
+            problem = f"{replies[-1]} of {settings.ack_replicas} replicas confirmed it"
+        except redis.RedisError as exc:
+            if not is_transient(exc):
                 raise
-            log.warning("Redis unreachable: the handler call succeeded; marking it again in %.1f s", pause)
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
+            problem = f"Redis unreachable: {exc}"
+        if time.monotonic() + pause > deadline:
+            raise RuntimeError(f"the handler call succeeded but could not be marked so: {problem}")
+        log.warning("the handler call succeeded; marking it so again in %.1f s (%s)", pause, problem)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def resolve(name: str) -> Handler:

@@ -9,7 +9,7 @@ import click
 from redis.exceptions import RedisError
 
 from dlrq.core import connect, jsondoc
-from dlrq.core.calls import run
+from dlrq.core.calls import NotReplicated, run
 from dlrq.core.receipt import InvalidReceipt
 from dlrq.core.registration import parse_send
 from dlrq.core.store import find_message, register
@@ -31,9 +31,12 @@ def register_command(source: IO[bytes]) -> None:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
     try:
         with connect.client(settings) as client:
-            registered = run(client, register(send, settings.receipt_timeout, settings.message_ttl))
+            registered = run(client, register(send, settings.receipt_timeout, settings.message_ttl),
+                             settings.ack_replicas, settings.ack_replica_timeout)
     except InvalidReceipt as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
+    except NotReplicated as exc:
+        raise click.ClickException(f"not stored on enough replicas: {exc}") from exc
     except RedisError as exc:
         unreachable(settings, exc)
     click.echo(json.dumps(registered.answer()))

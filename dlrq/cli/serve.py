@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
 import click
+from starlette.applications import Starlette
 
 from .common import load_settings, setup_logging
 
 
-@click.command()
-def ingest() -> None:
-    """Serve the webhook and the message API (DLRQ_HOST:DLRQ_PORT)."""
-    import uvicorn
-
+def process_app() -> Starlette:
+    """The app of one ingest process: `--processes N` starts N interpreters, each building its own
+    (its own group commit and Redis connections) from the environment."""
     from ingest.app import create_app
-    from ingest.protocol import GuardedHttp, Limits
 
     settings = load_settings()
     setup_logging(settings)
-    GuardedHttp.limits = Limits.of(settings)
+    return create_app(settings)
+
+
+@click.command()
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Serve the port from this many processes (default DLRQ_INGEST_PROCESSES, 1).")
+def ingest(processes: int | None) -> None:
+    """Serve the webhook and the message API (DLRQ_HOST:DLRQ_PORT)."""
+    import uvicorn
+
+    settings = load_settings()
+    setup_logging(settings)
+    processes = processes or settings.ingest_processes
+    # The processes read their settings from the environment: the server `dlrq up` runs too.
+    os.environ["DLRQ_REDIS_URL"] = settings.effective_redis_url
     # Uvicorn stops accepting on SIGTERM/SIGINT, answers the requests it holds, stores every
     # batch begun (lifespan shutdown), then raises the signal again. By then stopping is
     # clean, so that second signal is let pass and the exit status is 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
     uvicorn.run(
-        create_app(settings),
+        "dlrq.cli.serve:process_app",
+        factory=True,
+        workers=processes if processes > 1 else None,
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=GuardedHttp,
+        http="ingest.protocol:GuardedHttp",
         # Requests still unanswered this long after a stop was asked for are cut off (their
         # receipts were not acknowledged: Vonage sends them again).
         timeout_graceful_shutdown=settings.shutdown_grace,

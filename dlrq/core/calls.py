@@ -3,6 +3,9 @@
 A store operation is a generator: it yields each command it needs and receives the reply
 (or has the server's error raised at the `yield`). `run` drives it on a blocking client,
 `arun` on an asyncio one; nothing else in dlrq needs to exist twice.
+
+With `replicas`, the operation runs on one connection and is followed on it by `WAIT`: it
+counts as done only once that many replicas have every write it made (else NotReplicated).
 """
 
 from __future__ import annotations
@@ -22,7 +25,34 @@ Call = tuple[Any, ...]
 Steps = Generator[Call, Any, T]
 
 
-def run(client: redis.Redis, steps: Steps[T]) -> T:
+class NotReplicated(Exception):
+    """Fewer replicas than asked confirmed the writes in time: they must not be acknowledged."""
+
+
+def _confirmed(confirmed: int, replicas: int, timeout: float) -> None:
+    if confirmed < replicas:
+        raise NotReplicated(f"{confirmed} of {replicas} replicas confirmed the write within {timeout} s")
+
+
+def run(client: redis.Redis, steps: Steps[T], replicas: int = 0, timeout: float = 0.5) -> T:
+    if not replicas:
+        return _run(client, steps)
+    with client.client() as single:  # WAIT counts the writes of its own connection
+        result = _run(single, steps)
+        _confirmed(single.execute_command("WAIT", replicas, int(timeout * 1000)), replicas, timeout)
+    return result
+
+
+async def arun(client: aioredis.Redis, steps: Steps[T], replicas: int = 0, timeout: float = 0.5) -> T:
+    if not replicas:
+        return await _arun(client, steps)
+    async with client.client() as single:
+        result = await _arun(single, steps)
+        _confirmed(await single.execute_command("WAIT", replicas, int(timeout * 1000)), replicas, timeout)
+    return result
+
+
+def _run(client: redis.Redis, steps: Steps[T]) -> T:
     reply: Any = None
     error: ResponseError | None = None
     while True:
@@ -36,7 +66,7 @@ def run(client: redis.Redis, steps: Steps[T]) -> T:
             reply, error = None, exc
 
 
-async def arun(client: aioredis.Redis, steps: Steps[T]) -> T:
+async def _arun(client: aioredis.Redis, steps: Steps[T]) -> T:
     reply: Any = None
     error: ResponseError | None = None
     while True:

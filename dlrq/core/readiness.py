@@ -21,6 +21,7 @@ READY_TTL = 60
 REFUSES_WRITES = "refuses writes"
 EVICTS = "evicts"
 UNREACHABLE = "unreachable"
+TOO_FEW_REPLICAS = "too few replicas"
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class Problem:
         return self.detail
 
 
-def problem() -> Steps[Problem | None]:
-    """Why Redis cannot be trusted with receipts now, or None. (Unreachable: the driver raises.)"""
+def problem(replicas: int = 0) -> Steps[Problem | None]:
+    """Why Redis cannot be trusted with receipts now, or None. (Unreachable: the driver raises.)
+
+    `replicas`: how many replicas an acknowledgement waits for (DLRQ_ACK_REPLICAS)."""
     try:
         yield ("SET", keys.READY, str(time.time()), "EX", READY_TTL)
     except ResponseError as exc:
@@ -43,7 +46,15 @@ def problem() -> Steps[Problem | None]:
     if policy != SAFE_POLICY and int(info.get("maxmemory", 0)):
         return Problem(EVICTS, f"Redis may evict acknowledged receipts: its maxmemory-policy is {policy}; "
                                f"set it to {SAFE_POLICY}")
+    if replicas:
+        connected = int((yield ("INFO", "replication")).get("connected_slaves", 0))
+        if connected < replicas:
+            return too_few_replicas(f"{connected} replicas connected")
     return None
+
+
+def too_few_replicas(why: object) -> Problem:
+    return Problem(TOO_FEW_REPLICAS, f"acknowledgements wait for replicas (DLRQ_ACK_REPLICAS) and {why}")
 
 
 def unreachable(where: str, exc: BaseException) -> Problem:

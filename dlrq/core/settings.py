@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -21,6 +21,13 @@ class Settings(BaseSettings):
 
     # Unset means "the default server", except for `dlrq up`, which then starts its own.
     redis_url: str | None = None
+    # Comma-separated host:port of Sentinels: the primary is then found through them.
+    redis_sentinels: CommaList = ()
+    redis_master: str = "dlrq"
+    redis_sentinel_password: SecretStr | None = None
+    # Acknowledge a write only once this many replicas have it (WAIT), within the timeout.
+    ack_replicas: int = Field(0, ge=0)
+    ack_replica_timeout: float = Field(0.5, gt=0)
     data_dir: Path = Path(".dlrq")
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=0, le=65535)
@@ -44,6 +51,7 @@ class Settings(BaseSettings):
     body_timeout: float = Field(10.0, gt=0)
     max_connections: int = Field(4096, ge=1)
     shutdown_grace: float = Field(10.0, gt=0)
+    ingest_processes: int = Field(1, ge=1, le=64)
 
     queue: str = "dlrq"
     batch_max_size: int = Field(256, ge=1, le=10_000)
@@ -85,15 +93,36 @@ class Settings(BaseSettings):
     failure_rate_cooldown: int = Field(900, ge=1)
 
     @field_validator("alert_handlers", "retry_handlers", "retry_codes", "retry_backoff", "handler_retry_backoff",
-                     mode="before")
+                     "redis_sentinels", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{address!r}: sentinels are host:port, comma-separated")
+        return value
+
+    @model_validator(mode="after")
+    def _wait_fits(self) -> Settings:
+        if self.ack_replicas and self.ack_replica_timeout >= self.store_timeout:
+            raise ValueError("DLRQ_ACK_REPLICA_TIMEOUT must be shorter than DLRQ_STORE_TIMEOUT, "
+                             "which bounds the whole write")
+        return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [(address.rpartition(":")[0].strip("[]"), int(address.rpartition(":")[2]))
+                for address in self.redis_sentinels]
+
     @field_validator("api_token", "signature_secret", "api_key", "webhook_secret", "vonage_api_secret",
-                     mode="before")
+                     "redis_sentinel_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """DLRQ_API_TOKEN= (set, but empty) must not mean "the empty token": it means no token."""

