@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from . import __doc__ as about
-from .plan import FULL, SHORT
+from .plan import FAILOVER_FULL, FAILOVER_SHORT, FULL, SHORT
 from .run import runs
 
 
@@ -18,10 +18,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="runs in a row, each with its own seed")
     parser.add_argument("--seed", type=int, default=int(time.time()) % 10_000)
     parser.add_argument("--keep", type=Path, help="copy each run's process logs and data here")
+    parser.add_argument("--failover", action="store_true",
+                        help="the failover edition: a primary, two replicas, three sentinels")
+    parser.add_argument("--ack-replicas", type=int, default=1,
+                        help="DLRQ_ACK_REPLICAS of the failover edition (0 shows what it is for)")
+    parser.add_argument("--min-replicas-to-write", type=int, default=1,
+                        help="the failover edition's Valkey setting (0: the primary writes alone while cut off)")
     args = parser.parse_args()
-    scale = FULL if args.full else SHORT
+    edition = "failover" if args.failover else "standalone"
+    scale = {(False, False): SHORT, (True, False): FULL, (False, True): FAILOVER_SHORT,
+             (True, True): FAILOVER_FULL}[(args.full, args.failover)]
     failed = 0
-    for report in runs(scale, [args.seed + i for i in range(args.runs)], args.keep):
+    for report in runs(scale, [args.seed + i for i in range(args.runs)], args.keep, edition, args.ack_replicas,
+                       args.min_replicas_to_write):
         print(report.render(), flush=True)
         failed += not report.ok
     print(f"{args.runs - failed} of {args.runs} runs passed")

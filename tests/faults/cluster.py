@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import redis
 
 from dlrq.cli.embedded import binary
+from dlrq.core import connect
+from dlrq.core.settings import Settings
 from tests.support.disk import mount
-from tests.support.processes import DLRQ, ROOT, dlrq_env, free_port
+from tests.support.ha import Group
+from tests.support.probe import CALLS, CALLS_FILE
+from tests.support.processes import DLRQ, ROOT, dlrq_env, eventually, free_port
 from tests.support.receivers import WebhookReceiver
 
 from .plan import Scale
 
 SECRET = "fault-secret"
-HANDLERS = ("webhook", "tests.support.probe:record")
+WEBHOOK = "webhook"
 
 
 class Process:
@@ -80,53 +85,26 @@ class Cluster:
             str(binary()), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
         ], dict(os.environ), workdir)
-        env = dlrq_env(self.redis_url, **{
-            "DLRQ_PORT": str(self.ingest_port), "DLRQ_LOG_FORMAT": "text", "DLRQ_JOB_TIMEOUT": "5", "DLRQ_HANDLER_TIMEOUT": "15",
-            "DLRQ_HANDLER_RETRY_BACKOFF": "5,10,20,30,60,60,60,60",
-            "DLRQ_MAINTENANCE_INTERVAL": "2", "DLRQ_ALERT_HANDLERS": ",".join(HANDLERS),
-            "DLRQ_RETRY_HANDLERS": ",".join(HANDLERS), "DLRQ_WEBHOOK_URL": receiver.url,
-            "DLRQ_WEBHOOK_SECRET": SECRET, "DLRQ_WEBHOOK_TIMEOUT": str(receiver.timeout),
-            "DLRQ_RETRY_BACKOFF": "2", "DLRQ_FAILURE_RATE_MIN_VOLUME": str(10**9),
-        })
-        self.ingest = Process("ingest", [*DLRQ, "ingest"], env, workdir)
-        # No fixed names: RQ refuses to start a worker under the name of one it has not seen die.
-        self.workers = [Process(f"worker-{i}", [*DLRQ, "worker"], env, workdir) for i in range(scale.workers)]
+        self.probe = "tests.support.probe:record"
+        self.ingest, self.workers = dlrq_processes(scale, workdir, receiver, self.ingest_port, self.probe,
+                                                   DLRQ_REDIS_URL=self.redis_url)
 
     @property
     def processes(self) -> list[Process]:
         return [self.redis, self.ingest, *self.workers]
 
+    def probe_calls(self) -> list[str]:
+        """The event ids the probe handler was called with, in order."""
+        with self.client() as client:
+            return [json.loads(call)["id"] for call in client.lrange(CALLS, 0, -1)]
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=1)
 
-    def wait_redis(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self.client() as client:
-                    client.ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
     def start(self) -> None:
         self.redis.start()
-        self.wait_redis()
-        self.ingest.start()
-        for worker in self.workers:
-            worker.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the ingest did not come up")
-            time.sleep(0.1)
+        eventually(lambda: _pings(self.client), 20, "Valkey to answer")
+        start_dlrq(self.ingest, self.workers, self.base)
 
     def stop(self) -> None:
         for process in [self.ingest, *self.workers, self.redis]:
@@ -135,3 +113,89 @@ class Cluster:
     def supervise(self) -> None:
         for process in self.processes:
             process.supervise()
+
+
+class ReplicatedCluster:
+    """A primary, two replicas and three sentinels (down-after 2 s); one ingest and `workers` workers
+    that find the primary through the sentinels, acknowledging once `ack_replicas` replicas have a batch."""
+
+    def __init__(self, scale: Scale, workdir: Path, receiver: WebhookReceiver, ack_replicas: int = 1,
+                 min_replicas_to_write: int = 1) -> None:
+        self.group = Group(workdir, replicas=2, sentinels=3, down_after_ms=2000,
+                           min_replicas_to_write=min_replicas_to_write)
+        self.ingest_port = free_port()
+        self.base = f"http://127.0.0.1:{self.ingest_port}"
+        self.settings = Settings(redis_sentinels=self.group.sentinel_addresses)
+        # The probe handler keeps its calls in a file: kept in Redis, a failover could take them back.
+        self.probe = "tests.support.probe:record_to_file"
+        self.calls_file = workdir / "probe-calls.jsonl"
+        self.calls_file.touch()
+        self.ingest, self.workers = dlrq_processes(scale, workdir, receiver, self.ingest_port, self.probe,
+                                                   DLRQ_REDIS_SENTINELS=self.group.sentinel_addresses,
+                                                   DLRQ_ACK_REPLICAS=str(ack_replicas),
+                                                   **{CALLS_FILE: str(self.calls_file)})
+
+    @property
+    def processes(self) -> list[Process]:
+        return [self.ingest, *self.workers]
+
+    def probe_calls(self) -> list[str]:
+        return [json.loads(line)["id"] for line in self.calls_file.read_text().splitlines() if line]
+
+    def client(self) -> redis.Redis:
+        return connect.client(self.settings)
+
+    def start(self) -> None:
+        self.group.start()
+        start_dlrq(self.ingest, self.workers, self.base)
+
+    def stop(self) -> None:
+        for process in [self.ingest, *self.workers]:
+            process.stop()
+        self.group.stop()
+
+    def supervise(self) -> None:
+        for process in self.processes:
+            process.supervise()
+        self.group.supervise()
+
+
+def dlrq_processes(scale: Scale, workdir: Path, receiver: WebhookReceiver, port: int, probe: str,
+                   **where: str) -> tuple[Process, list[Process]]:
+    """The ingest and the workers, with the suite's settings: short timeouts, so that a run drains in
+    minutes. Events go to the webhook and to `probe`, a handler by dotted path."""
+    handlers = ",".join((WEBHOOK, probe))
+    env = dlrq_env(None, **where, **{
+        "DLRQ_PORT": str(port), "DLRQ_LOG_FORMAT": "text", "DLRQ_JOB_TIMEOUT": "5", "DLRQ_HANDLER_TIMEOUT": "15",
+        "DLRQ_HANDLER_RETRY_BACKOFF": "5,10,20,30,60,60,60,60",
+        "DLRQ_MAINTENANCE_INTERVAL": "2", "DLRQ_ALERT_HANDLERS": handlers,
+        "DLRQ_RETRY_HANDLERS": handlers, "DLRQ_WEBHOOK_URL": receiver.url,
+        "DLRQ_WEBHOOK_SECRET": SECRET, "DLRQ_WEBHOOK_TIMEOUT": str(receiver.timeout),
+        "DLRQ_RETRY_BACKOFF": "2", "DLRQ_FAILURE_RATE_MIN_VOLUME": str(10**9),
+    })
+    ingest = Process("ingest", [*DLRQ, "ingest"], env, workdir)
+    # No fixed names: RQ refuses to start a worker under the name of one it has not seen die.
+    workers = [Process(f"worker-{i}", [*DLRQ, "worker"], env, workdir) for i in range(scale.workers)]
+    return ingest, workers
+
+
+def start_dlrq(ingest: Process, workers: list[Process], base: str) -> None:
+    ingest.start()
+    for worker in workers:
+        worker.start()
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    eventually(ready, 30, "the ingest to be ready", pause=0.1)
+
+
+def _pings(client: Callable[[], redis.Redis]) -> bool:
+    try:
+        with client() as c:
+            return bool(c.ping())
+    except redis.RedisError:
+        return False

@@ -22,6 +22,9 @@ class Scale:
 
 SHORT = Scale(duration=60, rate=120, workers=3, worker_kill_every=8, drain_timeout=240)
 FULL = Scale(duration=240, rate=200, workers=4, worker_kill_every=6, drain_timeout=300)
+# The failover edition waits for the group to heal (about 10 s) before each of its five faults.
+FAILOVER_SHORT = Scale(duration=120, rate=60, workers=3, worker_kill_every=0, drain_timeout=240)
+FAILOVER_FULL = Scale(duration=300, rate=200, workers=3, worker_kill_every=0, drain_timeout=300)
 
 
 @dataclass

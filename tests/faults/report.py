@@ -25,11 +25,14 @@ class Report:
     bad_signatures: int = 0
     recovery: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     acknowledged_after: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # Answers other than 2xx from a fault's start until its probe was acknowledged, each time it happened.
+    during: dict[str, list[dict[str, int]]] = field(default_factory=lambda: defaultdict(list))
     unplanned_exits: dict[str, int] = field(default_factory=dict)
     drain_seconds: float = 0.0
     drained: bool = False
     leftovers: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # faults this machine cannot inject, and why
+    waits: list[float] = field(default_factory=list)  # seconds each fault waited for the group to heal
 
     @property
     def ok(self) -> bool:
@@ -54,7 +57,11 @@ class Report:
                 f"{k} {max(v):.1f} s ({', '.join(f'{x:.1f}' for x in v)})" for k, v in self.recovery.items()),
             "  of which until the probe receipt was acknowledged: " + "; ".join(
                 f"{k} {max(v):.1f} s" for k, v in self.acknowledged_after.items()),
+            "  refused meanwhile (503 / connection refused / timed out): " + "; ".join(
+                f"{k} {v}" for k, v in self.during.items()),
         ]
+        if self.waits:
+            lines.append(f"  waited for the group to heal before each fault: {self.waits} s")
         for skipped in self.skipped:
             lines.append(f"  fault not injected: {skipped}")
         for name, items in (("lost", self.lost), ("wrong status", self.wrong_status), ("not drained", self.leftovers)):

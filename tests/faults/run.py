@@ -6,12 +6,12 @@ import asyncio
 import json
 import random
 import shutil
-import signal
 import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis
@@ -25,11 +25,10 @@ from dlrq.core import keys
 from dlrq.core.calls import run
 from dlrq.core.store import find_message
 from tests.support.oracle import dedupe_key, history_keys
-from tests.support.probe import CALLS
 from tests.support.receipts import receipt
 from tests.support.receivers import WebhookReceiver
 
-from .cluster import HANDLERS, SECRET, Cluster
+from .cluster import SECRET, WEBHOOK, Cluster, ReplicatedCluster
 from .plan import Scale, build_plan
 from .report import Report
 from .vonage import CONNECTIONS, Vonage
@@ -38,15 +37,15 @@ QUEUES = ("dlrq", "dlrq-handlers")
 
 
 class Run:
-    def __init__(self, scale: Scale, seed: int, workdir: Path) -> None:
+    """What every edition shares: the load, recovery probes, the drain and the oracle."""
+
+    def __init__(self, scale: Scale, seed: int, cluster: Any, receiver: WebhookReceiver) -> None:
         self.scale, self.seed = scale, seed
         self.plan = build_plan(scale, seed)
-        self.receiver = WebhookReceiver(SECRET, timeout=1.0)
-        self.cluster = Cluster(scale, workdir, receiver=self.receiver)
+        self.receiver = receiver
+        self.cluster = cluster
         self.report = Report(seed=seed, planned=len({dedupe_key(p) for _, p in self.plan.receipts}),
                              expected_events=len(self.plan.expected_events))
-        if self.cluster.no_disk:
-            self.report.skipped.append(f"disk full ({self.cluster.no_disk})")
         self.vonage = Vonage(self.cluster.base, self.report, seed)
         self.rng = random.Random(seed + 1)
         self.probes: list[dict[str, str]] = []
@@ -65,7 +64,7 @@ class Run:
                 t0 = time.monotonic()
                 self.vonage.give_up_at = t0 + self.scale.duration + self.scale.drain_timeout
                 load = asyncio.create_task(self._load(client, t0))
-                await self._faults(t0)
+                await self.faults(t0)
                 await load
                 await asyncio.gather(*self.recoveries)
                 end = time.monotonic()
@@ -105,120 +104,27 @@ class Run:
     async def _at(self, t0: float, fraction: float) -> None:
         await asyncio.sleep(max(0.0, t0 + fraction * self.scale.duration - time.monotonic()))
 
-    async def _faults(self, t0: float) -> None:
-        """Each fault in its own stretch of the run; workers are killed all along."""
-        kills = asyncio.create_task(self._kill_workers(t0))
-        await self._at(t0, 0.12)
-        await self._handler_outage()
-        await self._at(t0, 0.3)
-        self.cluster.ingest.kill()
-        await asyncio.sleep(2)
-        self.cluster.ingest.start()
-        self._recover("ingest SIGKILL + restart")
-        await self._at(t0, 0.4)
-        await asyncio.to_thread(self._memory_full, 4)
-        self._recover("Redis maxmemory reached 4 s")
-        await self._at(t0, 0.5)
-        self.cluster.redis.kill()
-        await asyncio.sleep(1)
-        self.cluster.redis.start()
-        self._recover("Redis SIGKILL + restart")
-        await self._at(t0, 0.6)
-        if self.cluster.disk is not None:
-            await asyncio.to_thread(self.cluster.disk.fill)
-            await asyncio.sleep(4)
-            self.cluster.disk.empty()
-            self._recover("disk full 4 s")
-        await self._at(t0, 0.7)
-        self.cluster.redis.signal(signal.SIGSTOP)
-        await asyncio.sleep(10)
-        self.cluster.redis.signal(signal.SIGCONT)
-        self._recover("Redis unreachable 10 s")
-        await kills
+    async def faults(self, t0: float) -> None:
+        """The edition's faults, each in its own stretch of the load."""
+        raise NotImplementedError
 
-    def _memory_full(self, seconds: float) -> None:
-        """Redis' memory limit just above what it uses: every write needing memory is refused (OOM)."""
-        with self.cluster.client() as client:
-            client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 64 * 1024)
-            time.sleep(seconds)
-            client.config_set("maxmemory", 0)
+    def fault_begins(self) -> Counter[str]:
+        """The answers so far, to count those a fault caused."""
+        return Counter(self.report.answers)
 
-    async def _kill_workers(self, t0: float) -> None:
-        while time.monotonic() < t0 + self.scale.duration - self.scale.worker_kill_every:
-            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.scale.worker_kill_every)
-            worker = self.rng.choice(self.cluster.workers)
-            held = await asyncio.to_thread(self._held_jobs)
-            killed = time.monotonic()
-            worker.kill()
-            await asyncio.sleep(0.5)
-            worker.start()
-            self.recoveries.append(asyncio.create_task(self._jobs_done(held, killed)))
+    def _recover(self, fault: str, began: Counter[str] | None = None) -> None:
+        self.recoveries.append(asyncio.create_task(self._probe(fault, time.monotonic(), began)))
 
-    def _held_jobs(self) -> list[str]:
-        """Batches taken and not finished: one of them may be the killed worker's. (A handler job's
-        recovery shows in its event's delivery, and its RQ retry backoff would hide it here.)"""
-        try:
-            with self.cluster.client() as client:
-                queue = Queue(QUEUES[0], connection=client, serializer=JSONSerializer)
-                taken = client.lrange(f"{queue.key}:intermediate", 0, -1)
-                return StartedJobRegistry(queue=queue).get_job_ids() + [i.decode() for i in taken]
-        except redis.RedisError:
-            return []
-
-    async def _jobs_done(self, job_ids: list[str], since: float) -> None:
-        """Recovery from a worker kill: until every job held at the kill has finished (run again if it was the dead one's)."""
-        while time.monotonic() < self.vonage.give_up_at:
-            try:
-                if await asyncio.to_thread(self._all_finished, job_ids):
-                    break
-            except redis.RedisError:
-                pass
-            await asyncio.sleep(0.25)
-        self.report.recovery["worker SIGKILL (its batch finished by another)"].append(time.monotonic() - since)
-
-    def _all_finished(self, job_ids: list[str]) -> bool:
-        with self.cluster.client() as client:
-            for job_id in job_ids:
-                try:
-                    job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
-                except NoSuchJobError:
-                    continue  # expired after finishing (result_ttl)
-                if job.get_status(refresh=False) != "finished":
-                    return False
-        return True
-
-    async def _handler_outage(self) -> None:
-        """The endpoint answers 500 for 4 s, then hangs past the handler's timeout for 4 s."""
-        self.receiver.mode = "error"
-        await asyncio.sleep(4)
-        self.receiver.mode = "timeout"
-        await asyncio.sleep(4)
-        self.receiver.mode = "ok"
-        healed = time.monotonic()
-        self.recoveries.append(asyncio.create_task(self._handler_recovered(healed)))
-
-    async def _handler_recovered(self, healed: float) -> None:
-        """Until every event refused during the outage was delivered."""
-        last = float("inf")
-        while time.monotonic() < self.vonage.give_up_at:
-            with self.receiver.lock:
-                refused = list(self.receiver.first_refused)
-                if all(e in self.receiver.first_delivered for e in refused):
-                    last = max((self.receiver.first_delivered[e] for e in refused), default=healed)
-                    break
-            await asyncio.sleep(0.25)
-        self.report.recovery["handler endpoint 500 / timeouts 8 s"].append(max(0.0, last - healed))
-
-    def _recover(self, fault: str) -> None:
-        self.recoveries.append(asyncio.create_task(self._probe(fault, time.monotonic())))
-
-    async def _probe(self, fault: str, since: float) -> None:
+    async def _probe(self, fault: str, since: float, began: Counter[str] | None) -> None:
         """Recovery: until a new receipt sent when the fault ended is acknowledged and applied."""
         params = receipt(f"F{self.seed:04d}PROBE{len(self.probes)}", "delivered", 5)
         self.probes.append(params)
         if not await self.vonage.deliver(self.probe_client, params, backoff=0.1, slots=asyncio.Semaphore()):
             return
         self.report.acknowledged_after[fault].append(time.monotonic() - since)
+        if began is not None:
+            caused = Counter(self.report.answers) - began
+            self.report.during[fault].append({k: caused[k] for k in ("503", "refused", "timeout") if caused[k]})
         while time.monotonic() < self.vonage.give_up_at:
             try:
                 if await asyncio.to_thread(self._exists, keys.part(params["messageId"])):
@@ -250,7 +156,7 @@ class Run:
                 if (queue.count or StartedJobRegistry(queue=queue).count or ScheduledJobRegistry(queue=queue).count
                         or client.llen(f"{queue.key}:intermediate")):
                     return False
-            probe_calls = {json.loads(c)["id"] for c in client.lrange(CALLS, 0, -1)}
+            probe_calls = set(self.cluster.probe_calls())
         with self.receiver.lock:
             delivered = set(self.receiver.calls)
         expected = self.plan.expected_events
@@ -294,7 +200,7 @@ class Run:
                 view = run(client, find_message(logical_id))
                 if view is None or view["status"] != expected:
                     report.wrong_status.append(f"{logical_id}: {view and view['status']} != {expected}")
-            probe_calls = Counter(json.loads(c)["id"] for c in client.lrange(CALLS, 0, -1))
+            probe_calls = Counter(self.cluster.probe_calls())
             if not report.drained:
                 report.leftovers = self._leftovers(client)
             for name in QUEUES:
@@ -303,26 +209,36 @@ class Run:
             webhook_calls = Counter(self.receiver.calls)
             report.bad_signatures = self.receiver.bad_signatures
         expected = self.plan.expected_events
-        for handler, calls in zip(HANDLERS, (webhook_calls, probe_calls)):
+        for handler, calls in zip((WEBHOOK, self.cluster.probe), (webhook_calls, probe_calls)):
             report.delivered_events[handler] = len(calls)
             report.duplicate_calls[handler] = sum(n - 1 for n in calls.values())
             report.missing_events[handler] = sorted(expected - set(calls))
             report.unexpected_events[handler] = sorted(set(calls) - expected)
 
 
-def run_once(scale: Scale, seed: int, keep: Path | None = None) -> Report:
-    workdir = Path(tempfile.mkdtemp(prefix="dlrq-faults-"))
-    run = Run(scale, seed, workdir)
+def run_once(scale: Scale, seed: int, keep: Path | None = None, edition: str = "standalone",
+             ack_replicas: int = 1, min_replicas_to_write: int = 1) -> Report:
+    from .failover import FailoverRun
+    from .standalone import StandaloneRun
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"dlrq-faults-{edition}-"))
+    receiver = WebhookReceiver(SECRET, timeout=1.0)
+    if edition == "failover":
+        cluster = ReplicatedCluster(scale, workdir, receiver, ack_replicas, min_replicas_to_write)
+        run: Run = FailoverRun(scale, seed, cluster, receiver)
+    else:
+        run = StandaloneRun(scale, seed, Cluster(scale, workdir, receiver), receiver)
     try:
         return asyncio.run(run.run())
     finally:
         if keep:
-            shutil.copytree(workdir, keep / f"seed-{seed}", dirs_exist_ok=True)
-        if run.cluster.disk is not None:
+            shutil.copytree(workdir, keep / f"{edition}-seed-{seed}", dirs_exist_ok=True)
+        if getattr(run.cluster, "disk", None) is not None:
             run.cluster.disk.unmount()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def runs(scale: Scale, seeds: list[int], keep: Path | None = None) -> Iterator[Report]:
+def runs(scale: Scale, seeds: list[int], keep: Path | None = None, edition: str = "standalone",
+         ack_replicas: int = 1, min_replicas_to_write: int = 1) -> Iterator[Report]:
     for seed in seeds:
-        yield run_once(scale, seed, keep)
+        yield run_once(scale, seed, keep, edition, ack_replicas, min_replicas_to_write)

@@ -83,10 +83,11 @@ class Node:
 
 
 class Group:
-    """A primary, `replicas` replicas (min-replicas-to-write 1) and `sentinels` sentinels watching it."""
+    """A primary, `replicas` replicas (min-replicas-to-write 1 by default) and `sentinels` sentinels watching it."""
 
-    def __init__(self, workdir: Path, replicas: int = 2, sentinels: int = 3, down_after_ms: int = 2000) -> None:
-        data = ["appendonly yes", "appendfsync always", 'save ""', "min-replicas-to-write 1",
+    def __init__(self, workdir: Path, replicas: int = 2, sentinels: int = 3, down_after_ms: int = 2000,
+                 min_replicas_to_write: int = 1) -> None:
+        data = ["appendonly yes", "appendfsync always", 'save ""', f"min-replicas-to-write {min_replicas_to_write}",
                 "min-replicas-max-lag 10", "repl-diskless-sync no"]
         self.primary = Node("node-0", workdir, data)
         self.replicas = [Node(f"node-{i}", workdir, [*data, f"replicaof 127.0.0.1 {self.primary.port}"])
@@ -128,6 +129,17 @@ class Group:
         except redis.RedisError:
             return False
 
+    def sentinels_agree(self) -> bool:
+        """Every sentinel names the same primary, sees every replica and the other sentinels."""
+        return self._sentinels_see_everyone() and len({self._primary_per(s) for s in self.sentinels}) == 1
+
+    def _primary_per(self, sentinel: Node) -> int | None:
+        try:
+            with sentinel.client() as client:
+                return int(client.sentinel_get_master_addr_by_name(MASTER)[1])
+        except (redis.RedisError, TypeError):
+            return None
+
     def _sentinels_see_everyone(self) -> bool:
         for sentinel in self.sentinels:
             try:
@@ -143,12 +155,9 @@ class Group:
     def primary_port(self) -> int:
         """The primary's port as the sentinels say (node-0's without sentinels)."""
         for sentinel in self.sentinels:
-            try:
-                with sentinel.client() as client:
-                    _, port = client.sentinel_get_master_addr_by_name(MASTER)
-                    return int(port)
-            except (redis.RedisError, TypeError, ValueError):
-                continue
+            port = self._primary_per(sentinel)
+            if port is not None:
+                return port
         return self.primary.port
 
     def node(self, port: int) -> Node:

@@ -24,3 +24,16 @@ def linger(event: dict) -> None:
 
     print("lingering", file=sys.stderr, flush=True)
     time.sleep(8)
+
+
+# The file record_to_file appends to: a side effect outside Redis, which a failover cannot take back.
+CALLS_FILE = "DLRQ_TEST_PROBE_FILE"
+
+
+def record_to_file(event: dict) -> None:
+    import fcntl
+    import os
+
+    with open(os.environ[CALLS_FILE], "a") as calls:
+        fcntl.flock(calls, fcntl.LOCK_EX)
+        calls.write(json.dumps(event) + "\n")
