@@ -15,8 +15,10 @@ import redis
 
 from dlrq.cli.embedded import embedded_server
 
+from .ceiling import ceiling
 from .harness import ROOT
-from .report import BARE, DLRQ_INGEST, DLRQ_INGEST_ALWAYS, markdown
+from .replica import replica_of
+from .report import BARE, DLRQ_INGEST, DLRQ_INGEST_ALWAYS, DLRQ_INGEST_REPLICATED, markdown
 from .run import ingest_designs, memory_per_message, run_ingest, run_workers, sustained
 
 
@@ -60,6 +62,11 @@ def main() -> None:
             with redis.Redis.from_url(always_url) as strict_client:
                 results["ingest"].append(run_ingest(DLRQ_INGEST_ALWAYS, argv, {**env, "DLRQ_REDIS_URL": always_url},
                                                     queue, strict_client, args.seconds, 90))
+        print("ingest: dlrq ingest acknowledging what a replica has (DLRQ_ACK_REPLICAS=1) ...", flush=True)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with tempfile.TemporaryDirectory() as copy, replica_of(client, port, Path(copy)):
+            results["ingest"].append(run_ingest(DLRQ_INGEST_REPLICATED, argv, {**env, "DLRQ_ACK_REPLICAS": "1"},
+                                                queue, client, args.seconds, 95))
         by_name = {r["design"]: r for r in results["ingest"]}
         if args.ingest_only:
             for r in results["ingest"]:
@@ -74,6 +81,8 @@ def main() -> None:
         client.flushdb()
         print("memory ...", flush=True)
         results["memory"] = memory_per_message(url, args.messages)
+        print("one primary's ceiling: 1, 2, 4 workers ...", flush=True)
+        results["ceiling"] = ceiling(url, client, by_name[DLRQ_INGEST]["redis_us_per_receipt"])
     table = markdown(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())

@@ -111,26 +111,31 @@ def wrk(port: int, seconds: float, connections: int = 32, rate: float | None = N
 
 @dataclass
 class Cost:
-    """Redis work between two readings: commands (Lua's own included) and round trips (read events)."""
+    """Redis work between two readings: commands (Lua's own included), round trips (read events),
+    and seconds of its main thread (the one every command runs on)."""
 
     commands: int
     round_trips: int
+    main_thread_seconds: float
 
 
-def redis_counters(client: redis.Redis) -> tuple[int, int]:
+def redis_counters(client: redis.Redis) -> tuple[int, int, float]:
     commands = sum(stat["calls"] for stat in client.info("commandstats").values())
-    return commands, int(client.info("stats")["total_reads_processed"])
+    cpu = client.info("cpu")
+    main = float(cpu.get("used_cpu_user_main_thread", cpu["used_cpu_user"])) + \
+        float(cpu.get("used_cpu_sys_main_thread", cpu["used_cpu_sys"]))
+    return commands, int(client.info("stats")["total_reads_processed"]), main
 
 
 @contextmanager
 def measure_cost(client: redis.Redis) -> Iterator[list[Cost]]:
     """Yield a list that holds the Cost once the block ends."""
     result: list[Cost] = []
-    commands0, reads0 = redis_counters(client)
+    commands0, reads0, cpu0 = redis_counters(client)
     yield result
-    commands1, reads1 = redis_counters(client)
-    # The two readings themselves: two INFO calls each.
-    result.append(Cost(commands1 - commands0 - 2, reads1 - reads0 - 2))
+    commands1, reads1, cpu1 = redis_counters(client)
+    # The two readings themselves: three INFO calls each.
+    result.append(Cost(commands1 - commands0 - 3, reads1 - reads0 - 3, cpu1 - cpu0))
 
 
 def python() -> str:

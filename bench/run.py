@@ -52,6 +52,7 @@ def run_ingest(name: str, argv: list[str], env: dict[str, str], queue: str | Non
     if load.ok:
         result["commands_per_receipt"] = cost[0].commands / load.ok
         result["round_trips_per_receipt"] = cost[0].round_trips / load.ok
+        result["redis_us_per_receipt"] = cost[0].main_thread_seconds / load.ok * 1e6
     return result
 
 
