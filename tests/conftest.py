@@ -3,7 +3,10 @@ and the Redis named by DLRQ_TEST_REDIS_URL when it is set (a spare database, flu
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +17,17 @@ from dlrq.core.settings import Settings
 from tests.support.processes import dlrq_env, free_port, spawn, wait_http
 
 SERVERS = ["embedded"] + (["external"] if os.environ.get("DLRQ_TEST_REDIS_URL") else [])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """A test that fails before stopping what it started leaves it running in a session of its own:
+    whatever the suite started is stopped when it ends."""
+    yield
+    out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout
+    for pid in map(int, out.split()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

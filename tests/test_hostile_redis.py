@@ -206,9 +206,11 @@ def test_a_killed_workers_job_runs_again_at_once_without_spending_a_retry(privat
     queue = queue_of(r, settings)
     job = queue.enqueue("tests.support.probe.linger", {}, job_timeout=3, retry=Retry(max=3, interval=[60]))
     victim = Worker(private_server.url, tmp_path)
-    eventually(lambda: "lingering" in victim.text(), 15, "the first worker to take the job")
-    victim.process.kill()
-    victim.process.wait()
+    try:
+        eventually(lambda: "lingering" in victim.text(), 15, "the first worker to take the job")
+    finally:
+        victim.process.kill()
+        victim.process.wait()
     killed = time.monotonic()
     rescuer = Worker(private_server.url, tmp_path)
     try:

@@ -25,6 +25,9 @@ from dlrq.core.receipt import utc_now_iso
 from dlrq.core.settings import Settings
 
 RAISE_EVENT = Script.load(__package__, "raise_event")
+# Seconds a handler job has, after its call, to mark the call made: a marker written late is better
+# than a job cut off by its timeout after a successful call, and called again.
+MARK_WITHIN = 30
 log = logging.getLogger("dlrq.events")
 RESULT_TTL = 86_400
 
@@ -57,7 +60,8 @@ class Dispatcher:
                 keys.DELIVER_JOB,
                 args=(payload, handler),
                 job_id=handler_job_id(event.id, handler),
-                timeout=self._settings.handler_timeout,
+                # The call, then the time to mark it made (through a failover, if need be).
+                timeout=self._settings.handler_timeout + MARK_WITHIN,
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
                 description=f"{event.kind} {event.id} to {handler}",

@@ -29,6 +29,7 @@ from dlrq.core.settings import Settings
 from dlrq.core.store import read_message, register
 
 from . import current
+from .dispatch import MARK_WITHIN
 
 log = logging.getLogger("dlrq.handlers")
 Handler = Callable[[dict[str, Any]], object]
@@ -62,7 +63,7 @@ def deliver(event: dict[str, Any], handler: str) -> None:
 def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings) -> None:
     """The marker must outlive a Redis outage and, with DLRQ_ACK_REPLICAS, a failover: it is written
     again until that many replicas confirm it (a marker lost with its primary means a second call)."""
-    deadline = time.monotonic() + settings.handler_timeout
+    deadline = time.monotonic() + MARK_WITHIN
     pause = 0.1
     while True:
         try:
