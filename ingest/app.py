@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dlrq.core import analytics
 from dlrq.core.calls import NotReplicated, arun
 from dlrq.core.connect import async_client
 from dlrq.core.deployment import read_deployment
@@ -30,7 +31,7 @@ from dlrq.core.jobs import QueueKeys
 from dlrq.core.receipt import InvalidReceipt, Receipt, validate
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings, get_settings
-from dlrq.core.store import find_message, register
+from dlrq.core.store import find_message, read_analytics, register
 
 from .batcher import GroupCommit
 from .enqueue import BatchEnqueuer, Recording
@@ -129,13 +130,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
             body = await read_body(request.receive, request.headers.get("content-length", "").encode() or None)
             send = parse_send(parse_json(body, request.headers.get("content-type", "")))
             registered = await arun(request.app.state.redis,
-                                    register(send, settings.receipt_timeout, settings.message_ttl),
+                                    register(send, settings),
                                     settings.ack_replicas, settings.ack_replica_timeout)
         except InvalidReceipt as exc:
             return error(exc.http_status, exc.code, exc.detail)
         except (RedisError, NotReplicated) as exc:
             return error(503, "storage_unavailable", f"not stored: {exc}", unavailable_headers)
         return JSONResponse(registered.answer(), status_code=201 if registered.created else 200)
+
+    async def analytics_report(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        query = request.query_params
+        by = query.get("by", "network")
+        try:
+            start, end = analytics.span(query.get("since"), query.get("until"), datetime.now(timezone.utc))
+            found = await arun(request.app.state.redis, read_analytics(by, start, end))
+        except ValueError as exc:
+            return error(400, "malformed_field", str(exc))
+        except RedisError:
+            return error(503, "storage_unavailable", "Redis is unreachable", unavailable_headers)
+        return JSONResponse(found)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "process": os.getpid()})
@@ -152,7 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if not authorised(request):
             return unauthorised()
         state = await read_deployment(request.app.state.redis, queues, datetime.now(timezone.utc))
-        return Response(exposition(metrics, state), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(metrics, state, settings.metrics_network_label), media_type=CONTENT_TYPE_LATEST)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         """Never a plain-text 500: a client always gets the contract's JSON error."""
@@ -206,6 +221,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/messages", register_send, methods=["POST"]),
         Route("/messages/{id}", message, methods=["GET"]),
+        Route("/analytics", analytics_report, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from dlrq.core import keys
+from dlrq.core import analytics, keys
 from dlrq.core.deployment import Deployment
 from dlrq.core.status import RANK
 
@@ -49,7 +49,36 @@ class IngestMetrics:
         self._refused.labels(reason).inc()
 
 
-def deployment_families(state: Deployment) -> Iterator[Metric]:
+def analytics_families(state: Deployment, by_network: bool) -> Iterator[Metric]:
+    """Outcomes and time to receipt; one series per network only when asked (their number is the networks')."""
+    labels = ["network"] if by_network else []
+    outcomes = CounterMetricFamily("dlrq_part_outcomes", "Times a part's outcome (its status once final) became "
+                                   "status: its first final receipt, or a later one that decides", labels=[*labels,
+                                                                                                        "status"])
+    summed: dict[tuple[str, ...], int] = {}
+    for (network, status), n in state.outcomes.items():
+        key = (network, status) if by_network else (status,)
+        summed[key] = summed.get(key, 0) + n
+    for key, n in sorted(summed.items()):
+        outcomes.add_metric(list(key), n)
+    yield outcomes
+    histograms: dict[tuple[str, ...], list[int]] = {}
+    sums: dict[tuple[str, ...], float] = {}
+    for network, counts in state.time_to_receipt.items():
+        key = (network,) if by_network else ()
+        buckets = histograms.setdefault(key, [0] * (len(analytics.LATENCY_BOUNDS) + 1))
+        for index in range(len(buckets)):
+            buckets[index] += counts.get(str(index), 0)
+        sums[key] = sums.get(key, 0.0) + counts.get("sum", 0) / 1000
+    family = HistogramMetricFamily("dlrq_time_to_receipt_seconds", "From a part's registration to its first "
+                                   "final receipt (registered parts)", labels=labels)
+    for key, buckets in sorted(histograms.items()):
+        bounds = [*(floatToGoString(b) for b in analytics.LATENCY_BOUNDS), "+Inf"]
+        family.add_metric(list(key), buckets=list(zip(bounds, accumulate(buckets))), sum_value=sums[key])
+    yield family
+
+
+def deployment_families(state: Deployment, by_network: bool = False) -> Iterator[Metric]:
     up = GaugeMetricFamily("dlrq_redis_up", "1 if Redis answered this scrape")
     up.add_metric([], 1 if state.redis_up else 0)
     yield up
@@ -73,6 +102,7 @@ def deployment_families(state: Deployment) -> Iterator[Metric]:
             family.add_metric([queue], value)
         yield family
     yield from counter_families(state.counters)
+    yield from analytics_families(state, by_network)
 
 
 def counter_families(counters: dict[str, int]) -> Iterator[Metric]:
@@ -137,7 +167,7 @@ class WebhookCounts:
                                     buckets=list(zip(bounds, cumulative)), sum_value=self._seconds)
 
 
-def exposition(metrics: IngestMetrics, state: Deployment) -> bytes:
+def exposition(metrics: IngestMetrics, state: Deployment, by_network: bool = False) -> bytes:
     deployment = CollectorRegistry(auto_describe=False)
-    deployment.register(_Snapshot(list(deployment_families(state))))
+    deployment.register(_Snapshot(list(deployment_families(state, by_network))))
     return generate_latest(metrics.registry) + generate_latest(deployment)

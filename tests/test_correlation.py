@@ -24,9 +24,8 @@ from workers.batch import apply
 from workers.sweep import sweep
 
 pytestmark = pytest.mark.integration
-TIMEOUT = 3600
-TTL = 86_400
-SETTINGS = Settings()
+SETTINGS = Settings(receipt_timeout=3600)
+SHORT_DEADLINE = Settings(receipt_timeout=60)
 
 
 def play(redis_url: str, events: list[tuple[str, object]]) -> dict:
@@ -38,7 +37,7 @@ def play(redis_url: str, events: list[tuple[str, object]]) -> dict:
         try:
             for kind, item in events:
                 if kind == "register":
-                    await arun(client, register(parse_send(item), TIMEOUT, TTL))
+                    await arun(client, register(parse_send(item), SETTINGS))
                 else:
                     apply(sync, [Receipt(item, "2020-01-01T14:00:00.000Z")], SETTINGS)
             ids = {item["messageId"] for kind, item in events if kind == "receipt"}
@@ -143,8 +142,8 @@ def test_a_part_refused_at_send_time_fails_the_message(redis_url):
 def test_registering_twice_is_idempotent(redis_url):
     async def run():
         client = aioredis.from_url(redis_url)
-        first = await arun(client, register(parse_send(send(["A", "B"])), TIMEOUT, TTL))
-        again = await arun(client, register(parse_send(send(["A", "B"])), TIMEOUT, TTL))
+        first = await arun(client, register(parse_send(send(["A", "B"])), SETTINGS))
+        again = await arun(client, register(parse_send(send(["A", "B"])), SETTINGS))
         await client.aclose()
         return first, again
 
@@ -156,16 +155,16 @@ def test_registering_twice_is_idempotent(redis_url):
 def test_retry_of_adds_an_attempt_and_the_latest_decides(redis_url):
     async def run():
         client = aioredis.from_url(redis_url)
-        await arun(client, register(parse_send(send(["A", "B"])), TIMEOUT, TTL))
+        await arun(client, register(parse_send(send(["A", "B"])), SETTINGS))
         apply(redis.Redis.from_url(redis_url), [Receipt(receipt("A", "failed", 5, "2"), "t")], SETTINGS)
-        retried = await arun(client, register(parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL))
-        again = await arun(client, register(parse_send(send(["C", "D"], retry_of="A")), TIMEOUT, TTL))
+        retried = await arun(client, register(parse_send(send(["C", "D"], retry_of="A")), SETTINGS))
+        again = await arun(client, register(parse_send(send(["C", "D"], retry_of="A")), SETTINGS))
         apply(redis.Redis.from_url(redis_url), [Receipt(receipt(i, "delivered", 9), "t") for i in "CD"], SETTINGS)
         views = [await arun(client, find_message(i)) for i in "ABCD"]
         with pytest.raises(UnknownMessage):
-            await arun(client, register(parse_send(send(["E"], retry_of="NOPE")), TIMEOUT, TTL))
+            await arun(client, register(parse_send(send(["E"], retry_of="NOPE")), SETTINGS))
         with pytest.raises(Conflict):
-            await arun(client, register(parse_send(send(["F", "C"])), TIMEOUT, TTL))
+            await arun(client, register(parse_send(send(["F", "C"])), SETTINGS))
         await client.aclose()
         return retried, again, views
 
@@ -178,7 +177,7 @@ def test_retry_of_adds_an_attempt_and_the_latest_decides(redis_url):
 def test_receipt_missing_is_raised_once_for_a_silent_part_only(redis_url, r, settings):
     async def reg():
         client = aioredis.from_url(redis_url)
-        await arun(client, register(parse_send(send(["A", "B"])), 60, TTL))
+        await arun(client, register(parse_send(send(["A", "B"])), SHORT_DEADLINE))
         await client.aclose()
 
     asyncio.run(reg())
@@ -197,7 +196,7 @@ def test_receipt_missing_is_raised_once_for_a_silent_part_only(redis_url, r, set
 def test_a_receipt_acknowledged_in_time_but_still_queued_is_in_time(redis_url, r, settings):
     async def reg_and_enqueue():
         client = aioredis.from_url(redis_url)
-        await arun(client, register(parse_send(send(["A", "B"])), 60, TTL))
+        await arun(client, register(parse_send(send(["A", "B"])), SHORT_DEADLINE))
         enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout)
         await enqueue([Receipt(receipt(i, "delivered", 5), "t") for i in "AB"])
         await client.aclose()

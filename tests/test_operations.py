@@ -153,7 +153,7 @@ def test_redis_key_prefix_is_kept(settings, r):
 
 
 def test_dlrq_stats_shows_queues_rates_counters_and_messages(settings, r, redis_url):
-    run(r, register(parse_send(send(["P1", "P2"])), 86_400, 86_400))
+    run(r, register(parse_send(send(["P1", "P2"])), Settings()))
     with TestClient(create_app(settings)) as c:
         for params in [receipt("P1", "delivered"), receipt("a", "delivered"), receipt("b", "failed", 1, "3"),
                        receipt("c", "accepted"), receipt("a", "delivered")]:

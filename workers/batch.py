@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -14,7 +15,7 @@ from rq.job import Job
 from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
 
-from dlrq.core import keys
+from dlrq.core import analytics, keys
 from dlrq.core.calls import Script, run
 from dlrq.core.jobs import FAILURE_TTL
 from dlrq.core.receipt import InvalidReceipt, Receipt, history_entry, receipt_id
@@ -24,7 +25,7 @@ from dlrq.core.status import FAILED, FINAL, RANK
 from . import current
 from .react import Window, react
 
-APPLY = Script.load(__package__, "apply_receipts")
+APPLY = Script.load(__package__, "apply_receipts", libraries=("analytics",))
 RANKS = json.dumps(RANK)
 
 log = logging.getLogger("dlrq.worker")
@@ -130,11 +131,14 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
         counted = status in FINAL and network != ""
         if counted:
             networks[keys.network_total(network)] = network
+        received = received_epoch(r.received_at, now)
         per_receipt += [
-            json.dumps(history_entry(r)),
+            json.dumps(analysed(r)),
             keys.network_total(network) if counted else "",
             keys.network_failed(network) if counted else "",
             "1" if counted and status in FAILED else "0",
+            received,
+            time.strftime(analytics.HOUR_FORMAT, time.gmtime(received)),
         ]
     outcomes, raw, bad = run(connection, APPLY(
         keys=[
@@ -158,6 +162,7 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
             keys.COUNT_STATUS,
             keys.RATE_NEW,
             keys.RATE_RESEND,
+            analytics.lua_config(settings.analytics_retention, settings.analytics_max_refs),
             *per_receipt,
         ],
     ))
@@ -168,6 +173,22 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def analysed(receipt: Receipt) -> dict[str, object]:
+    """What a part keeps of a receipt, with what analytics need of it computed once: country, cost."""
+    entry: dict[str, object] = dict(history_entry(receipt))
+    entry["_country"] = analytics.country(receipt.params.get("msisdn"))
+    entry["_cost"] = analytics.price_units(receipt.params.get("price"))
+    return entry
+
+
+def received_epoch(received_at: str, fallback: float) -> float:
+    """When a receipt was received: recorded receipts carry it (ISO 8601); replayed ones from elsewhere may not."""
+    try:
+        return datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return fallback
 
 
 def failed_parts(receipts: list[Receipt]) -> list[str]:

@@ -159,7 +159,7 @@ def resend_via_vonage(event: dict[str, Any]) -> None:
     response = httpx.post(url, data=form, timeout=settings.webhook_timeout)
     response.raise_for_status()
     sent = {**response.json(), "text": meta["text"], "from": meta["from"], "retry_of": event["message"]}
-    registered = run(connection, register(parse_send(sent), settings.receipt_timeout, settings.message_ttl))
+    registered = run(connection, register(parse_send(sent), settings))
     log.info("message %s resent as attempt %d", event["message"], registered.attempt)
 
 

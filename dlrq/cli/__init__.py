@@ -7,6 +7,7 @@ import click
 from .failed import failed
 from .messages import register_command, show
 from .record import export, replay
+from .report import report
 from .serve import ingest, worker
 from .stats import stats
 from .up import up
@@ -17,5 +18,5 @@ def main() -> None:
     """dlrq: Vonage SMS delivery receipts, acknowledged at once, processed reliably."""
 
 
-for command in (up, ingest, worker, show, register_command, stats, failed, export, replay):
+for command in (up, ingest, worker, show, register_command, stats, report, failed, export, replay):
     main.add_command(command)

@@ -31,7 +31,7 @@ def register_command(source: IO[bytes]) -> None:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
     try:
         with connect.client(settings) as client:
-            registered = run(client, register(send, settings.receipt_timeout, settings.message_ttl),
+            registered = run(client, register(send, settings),
                              settings.ack_replicas, settings.ack_replica_timeout)
     except InvalidReceipt as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from exc

@@ -1,7 +1,8 @@
 """Redis calls as data, so that one implementation serves sync and async callers.
 
 A store operation is a generator: it yields each command it needs and receives the reply
-(or has the server's error raised at the `yield`). `run` drives it on a blocking client,
+(or has the server's error raised at the `yield`); a list of commands is sent as one pipeline
+and answered with the list of their replies. `run` drives it on a blocking client,
 `arun` on an asyncio one; nothing else in dlrq needs to exist twice.
 
 With `replicas`, the operation runs on one connection and is followed on it by `WAIT`: it
@@ -22,7 +23,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 T = TypeVar("T")
 Call = tuple[Any, ...]
-Steps = Generator[Call, Any, T]
+Steps = Generator[Call | list[Call], Any, T]
 
 
 class NotReplicated(Exception):
@@ -61,7 +62,13 @@ def _run(client: redis.Redis, steps: Steps[T]) -> T:
         except StopIteration as done:
             return done.value
         try:
-            reply, error = client.execute_command(*call), None
+            if isinstance(call, list):
+                with client.pipeline(transaction=False) as pipe:
+                    for command in call:
+                        pipe.execute_command(*command)
+                    reply, error = pipe.execute(), None
+            else:
+                reply, error = client.execute_command(*call), None
         except ResponseError as exc:
             reply, error = None, exc
 
@@ -75,7 +82,13 @@ async def _arun(client: aioredis.Redis, steps: Steps[T]) -> T:
         except StopIteration as done:
             return done.value
         try:
-            reply, error = await client.execute_command(*call), None
+            if isinstance(call, list):
+                async with client.pipeline(transaction=False) as pipe:
+                    for command in call:
+                        pipe.execute_command(*command)
+                    reply, error = await pipe.execute(), None
+            else:
+                reply, error = await client.execute_command(*call), None
         except ResponseError as exc:
             reply, error = None, exc
 
@@ -89,8 +102,10 @@ class Script:
     sha: str
 
     @classmethod
-    def load(cls, package: str, name: str) -> Script:
-        source = files(package).joinpath("lua", f"{name}.lua").read_bytes()
+    def load(cls, package: str, name: str, libraries: tuple[str, ...] = ()) -> Script:
+        """`libraries`: Lua files of dlrq.core's lua folder put before the script (shared functions)."""
+        parts = [files(__package__).joinpath("lua", f"{library}.lua").read_bytes() for library in libraries]
+        source = b"\n".join([*parts, files(package).joinpath("lua", f"{name}.lua").read_bytes()])
         return cls(source, sha1(source).hexdigest())
 
     def __call__(self, keys: list[Any], args: list[Any]) -> Steps[Any]:

@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 from rq.utils import utcparse
 
-from . import keys, readiness
+from . import analytics, keys, readiness
 from .jobs import QueueKeys
 
 
@@ -30,6 +30,10 @@ class Deployment:
     counters: dict[str, int] = field(default_factory=dict)
     maxmemory_policy: str = readiness.SAFE_POLICY
     maxmemory: int = 0
+    # Analytics' Prometheus counters: (network, status) -> parts whose outcome became status;
+    # network -> the time-to-receipt histogram's counts by bucket, and their sum in ms under "sum".
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    time_to_receipt: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def may_evict(self) -> bool:
@@ -47,7 +51,15 @@ async def read_deployment(client: aioredis.Redis, queues: Iterable[QueueKeys], n
                 pipe.llen(q.queue).lindex(q.queue, 0).zcard(q.failed).zcard(q.scheduled).scard(q.workers)
             pipe.hgetall(keys.COUNTERS)
             pipe.info("memory")
-            *counts, counters, memory = await pipe.execute()
+            pipe.hgetall(keys.OUTCOMES)
+            pipe.hgetall(keys.TIME_TO_RECEIPT)
+            *counts, counters, memory, outcomes, latency = await pipe.execute()
+        for field_, value in outcomes.items():
+            network, _, status = field_.decode().rpartition(analytics.SEPARATOR)
+            state.outcomes[(network, status)] = int(value)
+        for field_, value in latency.items():
+            network, _, bucket = field_.decode().rpartition(analytics.SEPARATOR)
+            state.time_to_receipt.setdefault(network, {})[bucket] = int(value)
         state.maxmemory_policy = str(memory.get("maxmemory_policy", readiness.SAFE_POLICY))
         state.maxmemory = int(memory.get("maxmemory", 0))
         oldest: dict[str, bytes] = {}

@@ -44,6 +44,13 @@ RATE_RESEND = "resend"
 # Failure rate: a hash per NETWORK_BUCKET seconds, two fields per network (final receipts, failed ones).
 NETWORK_BUCKET = 10
 
+# Analytics: one hash per dimension and hour (the prefix, then the hour "2026-11-25T17"), one set
+# of the hour's client-refs, and the Prometheus counters of outcomes and time to receipt.
+ANALYTICS = f"{PREFIX}an:"
+ANALYTICS_REFS = f"{ANALYTICS}refs:"
+OUTCOMES = f"{PREFIX}outcomes"
+TIME_TO_RECEIPT = f"{PREFIX}latency"
+
 # Fields of a message hash.
 META = "meta"
 ATTEMPTS = "attempts"
@@ -58,6 +65,14 @@ def count_events(kind: str) -> str:
 def count_handler(handler: str, outcome: str) -> str:
     """Handler calls by handler name and outcome (ok, error)."""
     return f"{COUNT_HANDLER}{handler}:{outcome}"
+
+
+def analytics_prefix(dimension: str) -> str:
+    return f"{ANALYTICS}{dimension}:"
+
+
+def analytics(dimension: str, hour: str) -> str:
+    return f"{analytics_prefix(dimension)}{hour}"
 
 
 def rate(bucket: int) -> str:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     maintenance_interval: int = Field(15, ge=1)
     part_max_receipts: int = Field(100, ge=2)
     part_max_bytes: int = Field(65_536, ge=4096)
+    # Hourly analytics kept this long (0 turns them off); distinct client-refs counted per hour.
+    analytics_retention: int = Field(2_592_000, ge=0)
+    analytics_max_refs: int = Field(1000, ge=1)
+    # A `network` label on the Prometheus outcome and time-to-receipt series (one series per network).
+    metrics_network_label: bool = False
     record_max_batches: int = Field(100_000, ge=0)
     record_max_age: int = Field(86_400, ge=0)
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from . import keys
+from . import analytics, keys
 from .calls import Script, Steps
 from .correlate import load_part, render_registered, render_unregistered
 from .receipt import utc_now_iso
 from .registration import SUBMITTED, InvalidSend, Send, attempt_record, message_record
+from .settings import Settings
 
-REGISTER = Script.load(__package__, "register")
+REGISTER = Script.load(__package__, "register", libraries=("analytics",))
 
 
 class UnknownMessage(InvalidSend):
@@ -40,12 +42,17 @@ class Registered:
         return {"id": self.id, "parts": self.parts}
 
 
-def register(send: Send, receipt_timeout: int, ttl: int) -> Steps[Registered]:
-    """Store the send as the message's first attempt, or as its next one with retry_of."""
+def register(send: Send, settings: Settings) -> Steps[Registered]:
+    """Store the send as the message's first attempt, or as its next one with retry_of; count its
+    submitted parts in the analytics."""
     logical_id = send.retry_of or send.id
     now = time.time()
+    receipt_timeout, ttl = settings.receipt_timeout, settings.message_ttl
+    analytics_config = analytics.lua_config(settings.analytics_retention, settings.analytics_max_refs)
+    submitted = [p for p in send.parts if p.submitted] if analytics_config else []
     reply = yield from REGISTER(
-        keys=[keys.message(logical_id), keys.DEADLINES, keys.EVALUATE, *(keys.owner(i) for i in send.part_ids)],
+        keys=[keys.message(logical_id), keys.DEADLINES, keys.EVALUATE, *(keys.owner(i) for i in send.part_ids),
+              *(keys.part(p.message_id) for p in submitted if p.message_id)],
         args=[
             logical_id,
             json.dumps(message_record(send)),
@@ -58,6 +65,8 @@ def register(send: Send, receipt_timeout: int, ttl: int) -> Steps[Registered]:
             keys.META,
             keys.ATTEMPTS,
             keys.ATTEMPT,
+            analytics_config,
+            *(json.dumps(analytics.registered(p, send, now)) for p in submitted),
         ],
     )
     outcome, value = (v.decode() if isinstance(v, bytes) else v for v in reply)
@@ -113,3 +122,11 @@ def find_message(message_id: str) -> Steps[dict[str, Any] | None]:
         return None if doc is None else render_unregistered(message_id, doc)
     docs = yield from read_parts(message.submitted_parts)
     return render_registered(message.meta, message.attempts, message.alerts, docs)
+
+
+def read_analytics(by: str, start: datetime, end: datetime) -> Steps[dict[str, Any]]:
+    """The contract's /analytics answer for `by` over [start, end): one pipeline, an HGETALL an hour."""
+    if by not in analytics.DIMENSIONS:
+        raise ValueError(f"by is one of {', '.join(analytics.DIMENSIONS)}")
+    buckets = yield [("HGETALL", keys.analytics(by, hour)) for hour in analytics.hours(start, end)]
+    return analytics.report(by, start, end, analytics.tally(buckets))

@@ -26,3 +26,19 @@ def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:
 def history_keys(part_id: str, history: list[dict[str, str]]) -> set[tuple[str, ...]]:
     """The dedupe keys of a part's stored history (which keeps every field but messageId)."""
     return {dedupe_key({**entry, "messageId": part_id}) for entry in history}
+
+
+RANK = {"accepted": 1, "buffered": 2, "unknown": 3, "delivered": 4, "expired": 4, "failed": 4, "rejected": 4}
+
+
+def deciding(history: list[dict[str, str]]) -> dict[str, str] | None:
+    """The receipt that decides a part (in order of arrival): the highest rank; among equals the
+    latest message-timestamp, then scts, then the later arrival."""
+    best, best_key = None, None
+    for arrival, receipt in enumerate(history):
+        if receipt.get("status") not in RANK:
+            continue
+        key = (RANK[receipt["status"]], receipt.get("message-timestamp", ""), receipt.get("scts", ""), arrival)
+        if best_key is None or key > best_key:
+            best, best_key = receipt, key
+    return best

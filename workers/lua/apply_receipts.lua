@@ -5,8 +5,10 @@
 -- hash's TTL. ARGV[5]: the status ranks (JSON). ARGV[6]: most receipts a part keeps, ARGV[7]:
 -- most bytes of a part's record. ARGV[8..14]: field names: batches, new receipts, resends,
 -- dropped receipts (counters), prefix of status changes (counters), new, resend (throughput).
--- ARGV[15 + 4(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
--- window buckets (final receipts, failed ones; '' when it does not count), then '1' if it failed.
+-- ARGV[15]: the analytics' names (JSON, see analytics.lua; '' when they are off).
+-- ARGV[16 + 6(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
+-- window buckets (final receipts, failed ones; '' when it does not count), then '1' if it
+-- failed, then when it was received (epoch seconds, and its analytics hour).
 --
 -- Every part record is read and checked before anything is written: a record that is not a
 -- part (not JSON, not an object, another type of key) is left alone and its receipts are
@@ -25,6 +27,7 @@ local ttl, window_ttl, throughput_ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), to
 local rank = cjson.decode(ARGV[5])
 local max_receipts, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
 local f_batches, f_new, f_resend, f_dropped, f_status, f_rate_new, f_rate_resend = unpack(ARGV, 8, 14)
+local A = an_config(ARGV[15])
 local counters, throughput = KEYS[n + 1], KEYS[n + 2]
 local current = KEYS[#KEYS]
 
@@ -91,7 +94,7 @@ end
 local outcomes, networks, failed_fields, dirty = {}, {}, {}, {}
 local new, dropped, refused, changes = 0, 0, 0, {}
 for i = 1, n do
-  local key, base = KEYS[i], 15 + 4 * (i - 1)
+  local key, base = KEYS[i], 16 + 6 * (i - 1)
   local part = parts[key]
   local total_field, failed_field = ARGV[base + 1], ARGV[base + 2]
   if total_field ~= '' and not failed_fields[total_field] then
@@ -125,8 +128,22 @@ for i = 1, n do
       dirty[key] = true
       outcomes[i] = 1
       new = new + 1
-      if rank[entry.status] and (deciding == nil or (decides(entry, deciding) and entry.status ~= deciding.status)) then
+      local decides_now = rank[entry.status] and (deciding == nil or decides(entry, deciding))
+      if decides_now and (deciding == nil or entry.status ~= deciding.status) then
         changes[entry.status] = (changes[entry.status] or 0) + 1
+      end
+      -- Analytics: a part's outcome counts once, in the hour of its first final receipt, under the
+      -- receipt that decides it: moved (in that hour) when another one comes to decide.
+      if A and decides_now and A.is_final[entry.status] then
+        if deciding ~= nil and A.is_final[deciding.status] and part.fh then
+          an_outcome(A, part.fh, deciding, -1)
+        else
+          part.fh, part.fe = ARGV[base + 5], tonumber(ARGV[base + 4])
+          if type(part.reg) == 'table' then
+            an_resolved(A, part.reg, part.fe)
+          end
+        end
+        an_outcome(A, part.fh, entry, 1)
       end
       if total_field ~= '' then
         redis.call('HINCRBY', current, total_field, 1)

@@ -1,8 +1,13 @@
 -- Register a send (one attempt of a message) atomically and idempotently.
 -- KEYS[1]: the message hash. KEYS[2]: the deadlines sorted set. KEYS[3]: the sorted set of
--- messages to evaluate. KEYS[4...]: the owner key of each part.
+-- messages to evaluate. KEYS[4...]: the owner key of each part, then the record key of each
+-- submitted part.
 -- ARGV: logical id, meta JSON, attempt JSON, the field naming this attempt, TTL, deadline,
--- "1" if a retry, now, then the hash's field names: meta, attempts, attempt prefix.
+-- "1" if a retry, now, then the hash's field names: meta, attempts, attempt prefix; then the
+-- analytics' names (JSON, '' when off), then for each submitted part what analytics keep of its
+-- registration (JSON: hour, time, network, country, client-ref), in the order of their keys.
+-- A submitted part counts as submitted in its registration's hour, and as resolved at once if its
+-- final receipt came first.
 -- The message is also due at once for an evaluation of its events: receipts that came
 -- first, or a part refused at send time, may have failed it.
 -- Returns {outcome, attempt number}: "created", "exists" (same send registered before),
@@ -10,8 +15,11 @@
 local id, meta, attempt, attempt_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, deadline, retry, now = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1', ARGV[8]
 local meta_field, attempts_field, attempt_prefix = ARGV[9], ARGV[10], ARGV[11]
+local A = an_config(ARGV[12])
+local submitted = #ARGV - 12
+local owners_end = #KEYS - submitted
 
-for i = 4, #KEYS do
+for i = 4, owners_end do
   local owner = redis.call('GET', KEYS[i])
   if owner and owner ~= id then
     return {'conflict', owner}
@@ -37,8 +45,26 @@ if n == 1 then
 end
 redis.call('HSET', KEYS[1], attempt_prefix .. n, attempt, attempt_key, n)
 redis.call('EXPIRE', KEYS[1], ttl)
-for i = 4, #KEYS do
+for i = 4, owners_end do
   redis.call('SET', KEYS[i], id, 'EX', ttl)
+end
+if A then
+  for j = 1, submitted do
+    local key, reg = KEYS[owners_end + j], cjson.decode(ARGV[12 + j])
+    local raw = redis.call('GET', key)
+    local ok, part = true, {history = {}}
+    if raw then
+      ok, part = pcall(cjson.decode, raw)
+    end
+    if ok and type(part) == 'table' then
+      part.reg = reg
+      redis.call('SET', key, cjson.encode(part), 'EX', ttl)
+      an_submitted(A, reg)
+      if part.fh then
+        an_resolved(A, reg, tonumber(part.fe) or reg.t)
+      end
+    end
+  end
 end
 redis.call('ZADD', KEYS[2], deadline, id)
 redis.call('ZADD', KEYS[3], now, id)

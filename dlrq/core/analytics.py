@@ -1,0 +1,246 @@
+"""Delivery analytics: the contract's figures, computed from hourly buckets of counters.
+
+The workers (apply_receipts.lua) and the registrations (register.lua) count into one hash per
+dimension and hour: fields `<value>|<metric>`. A part counts once, in the hour of its first final
+receipt, under the deciding receipt's network, country, client-ref and err-code (moved, in that
+hour, when a later receipt decides); registered parts count as submitted in their registration's
+hour, with the time to their first final receipt. This module turns a span of such buckets into
+the rows `/analytics` and `dlrq report` show. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+
+from . import keys
+from .registration import PartSend, Send
+from .status import FINAL as FINAL_STATUSES
+
+DIMENSIONS = ("network", "country", "client_ref", "err_code")
+OUTCOMES = ("delivered", "expired", "failed", "rejected", "unknown")
+# Seconds from registration to the first final receipt: the histogram's upper bounds.
+LATENCY_BOUNDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+PERCENTILES = (50, 90, 99)
+# Prices are counted in units of 1e-8 (Vonage gives eight decimals), so that sums are exact integers.
+PRICE_UNIT = Decimal("0.00000001")
+NONE = "(none)"
+OTHER = "(other)"
+UNKNOWN_COUNTRY = "ZZ"
+HOUR_FORMAT = "%Y-%m-%dT%H"
+# Metric names within a bucket's fields.
+FINAL = "final:"
+ERR = "err:"
+COST = "cost"
+SUBMITTED = "sub"
+RESOLVED = "res"
+LATENCY = "lat:"
+SEPARATOR = "|"
+
+
+def country(number: str | None) -> str:
+    """ISO 3166-1 alpha-2 of a phone number (E.164 without +), ZZ when it is not one."""
+    digits = (number or "").lstrip("+")
+    if not digits.isdigit():
+        return UNKNOWN_COUNTRY
+    # Numbers sharing their first six digits share a region: parsing is what costs.
+    return _country(digits[:6], digits)
+
+
+@lru_cache(maxsize=65_536)
+def _country(prefix: str, digits: str) -> str:
+    try:
+        parsed = phonenumbers.parse("+" + digits)
+    except phonenumbers.NumberParseException:
+        return UNKNOWN_COUNTRY
+    region = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(
+        parsed.country_code)
+    return region if region and region != phonenumbers.UNKNOWN_REGION and region != "001" else UNKNOWN_COUNTRY
+
+
+def price_units(price: str | None) -> int:
+    try:
+        return int((Decimal(price or "0") / PRICE_UNIT).to_integral_value()) if price else 0
+    except InvalidOperation:
+        return 0
+
+
+def hour_of(iso: str) -> str:
+    """The bucket of an ISO 8601 UTC time ("2026-11-25T17:04:05.123Z" -> "2026-11-25T17")."""
+    return iso[:13]
+
+
+def latency_bucket(seconds: float) -> int:
+    """Index of the histogram bucket (len(LATENCY_BOUNDS) for longer than the last bound)."""
+    return bisect.bisect_left(LATENCY_BOUNDS, max(0.0, seconds))
+
+
+@lru_cache(maxsize=4)
+def lua_config(retention: int, max_refs: int) -> str:
+    """Every name analytics.lua uses, for the scripts that count ('' when analytics are off)."""
+    if not retention:
+        return ""
+    return json.dumps({
+        "prefixes": {d: keys.analytics_prefix(d) for d in DIMENSIONS}, "refs": keys.ANALYTICS_REFS,
+        "max_refs": max_refs, "ttl": retention + 3600, "sep": SEPARATOR, "none": NONE, "other": OTHER,
+        "unknown": UNKNOWN_COUNTRY, "final": FINAL, "err": ERR, "cost": COST, "sub": SUBMITTED, "res": RESOLVED,
+        "lat": LATENCY, "bounds": LATENCY_BOUNDS, "outcomes": keys.OUTCOMES, "latency": keys.TIME_TO_RECEIPT,
+        "outcomes_final": sorted(FINAL_STATUSES),
+    })
+
+
+def registered(part: PartSend, send: Send, now: float) -> dict[str, Any]:
+    """What analytics keep of a part's registration: its hour and time, network, country, client-ref."""
+    return {"h": time.strftime(HOUR_FORMAT, time.gmtime(now)), "t": now, "n": part.network or "",
+            "c": country(part.to or send.to), "r": send.client_ref or ""}
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+RELATIVE = re.compile(r"^-(\d+)([hd])$")
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """ISO 8601 (UTC unless it says otherwise) or relative to now ("-24h", "-7d"), to the hour."""
+    match = RELATIVE.match(text.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        moment = now - (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
+    else:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def span(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """[since, until) in whole hours; by default the last 24 h (until is the end of the current hour)."""
+    end = parse_time(until, now) if until else now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = parse_time(since, now) if since else end - timedelta(hours=24)
+    if start >= end:
+        raise ValueError("since must be before until")
+    return start, end
+
+
+def hours(start: datetime, end: datetime) -> list[str]:
+    count = int((end - start).total_seconds() // 3600)
+    return [(start + timedelta(hours=i)).strftime(HOUR_FORMAT) for i in range(count)]
+
+
+@dataclass
+class Tally:
+    """One row's counters, summed over the span."""
+
+    finals: dict[str, int]
+    errors: dict[str, int]
+    cost: int = 0
+    submitted: int = 0
+    resolved: int = 0
+    latency: list[int] | None = None
+
+    @classmethod
+    def empty(cls) -> Tally:
+        return cls({o: 0 for o in OUTCOMES}, {}, latency=[0] * (len(LATENCY_BOUNDS) + 1))
+
+    def add(self, metric: str, n: int) -> None:
+        if metric.startswith(FINAL):
+            outcome = metric[len(FINAL):]
+            if outcome in self.finals:
+                self.finals[outcome] += n
+        elif metric.startswith(ERR):
+            code = metric[len(ERR):]
+            self.errors[code] = self.errors.get(code, 0) + n
+        elif metric == COST:
+            self.cost += n
+        elif metric == SUBMITTED:
+            self.submitted += n
+        elif metric == RESOLVED:
+            self.resolved += n
+        elif metric.startswith(LATENCY) and self.latency is not None:
+            index = int(metric[len(LATENCY):])
+            if 0 <= index < len(self.latency):
+                self.latency[index] += n
+
+    def merge(self, other: Tally) -> None:
+        for outcome, n in other.finals.items():
+            self.finals[outcome] += n
+        for code, n in other.errors.items():
+            self.errors[code] = self.errors.get(code, 0) + n
+        self.cost += other.cost
+        self.submitted += other.submitted
+        self.resolved += other.resolved
+        assert self.latency is not None and other.latency is not None
+        self.latency = [a + b for a, b in zip(self.latency, other.latency)]
+
+    def row(self, key: str | None = None) -> dict[str, Any]:
+        final = sum(self.finals.values())
+        row: dict[str, Any] = {} if key is None else {"key": key}
+        row.update({"final": final, **self.finals})
+        row["delivery_rate"] = round(self.finals["delivered"] / final, 4) if final else None
+        row["cost"] = str((Decimal(self.cost) * PRICE_UNIT).quantize(PRICE_UNIT))
+        row["err_codes"] = {code: n for code, n in sorted(self.errors.items(), key=_code_order) if n and code != "0"}
+        row["submitted"] = self.submitted
+        row["dlr_ratio"] = round(self.resolved / self.submitted, 4) if self.submitted else None
+        row["latency_s"] = percentiles(self.latency or [])
+        return row
+
+
+def _code_order(item: tuple[str, int]) -> tuple[int, str]:
+    code = item[0]
+    return (int(code), code) if code.isdigit() else (1 << 30, code)
+
+
+def tally(buckets: Iterable[Mapping[bytes | str, bytes | str | int]]) -> dict[str, Tally]:
+    """The rows of one dimension over a span: each bucket is one hour's hash."""
+    rows: dict[str, Tally] = defaultdict(Tally.empty)
+    for fields in buckets:
+        for field, value in fields.items():
+            name = field.decode() if isinstance(field, bytes) else field
+            key, _, metric = name.rpartition(SEPARATOR)
+            rows[key].add(metric, int(value))
+    return dict(rows)
+
+
+def report(by: str, start: datetime, end: datetime, rows: Mapping[str, Tally]) -> dict[str, Any]:
+    """The contract's /analytics answer."""
+    total = Tally.empty()
+    for row in rows.values():
+        total.merge(row)
+    ordered = sorted(rows.items(), key=lambda item: (-sum(item[1].finals.values()), -item[1].submitted, item[0]))
+    return {
+        "by": by,
+        "since": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "until": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "rows": [tally_.row(key) for key, tally_ in ordered],
+        "total": total.row(),
+    }
+
+
+def percentiles(counts: list[int]) -> dict[str, float] | None:
+    """p50, p90, p99 from the histogram, interpolated linearly within the bucket that holds each."""
+    total = sum(counts)
+    if not total:
+        return None
+    result = {}
+    for p in PERCENTILES:
+        rank = total * p / 100
+        seen = 0
+        for index, n in enumerate(counts):
+            if n and seen + n >= rank:
+                low = LATENCY_BOUNDS[index - 1] if index else 0
+                high = LATENCY_BOUNDS[index] if index < len(LATENCY_BOUNDS) else LATENCY_BOUNDS[-1]
+                result[f"p{p}"] = round(low + (high - low) * (rank - seen) / n, 1)
+                break
+            seen += n
+    return result
