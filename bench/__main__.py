@@ -15,6 +15,7 @@ import redis
 
 from dlrq.cli.embedded import embedded_server
 
+from .analytics_cost import thirty_days, worker_rates
 from .ceiling import ceiling
 from .harness import ROOT
 from .replica import replica_of
@@ -81,6 +82,9 @@ def main() -> None:
         client.flushdb()
         print("memory ...", flush=True)
         results["memory"] = memory_per_message(url, args.messages)
+        print("analytics: the worker with them on and off, 30 days of them in memory ...", flush=True)
+        results["analytics"] = {"workers": worker_rates(url, client, 60_000, args.cap),
+                                "memory": thirty_days(url)}
         print("one primary's ceiling: 1, 2, 4 workers ...", flush=True)
         results["ceiling"] = ceiling(url, client, by_name[DLRQ_INGEST]["redis_us_per_receipt"])
     table = markdown(results)

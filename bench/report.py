@@ -50,7 +50,24 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows.append(("one worker ≥ 15× naive SimpleWorker", f"{ratio:.1f}×", check(ratio >= 15)))
     per_message = results["memory"]["bytes_per_message"]
     rows.append(("≤ 1 KiB Redis memory per tracked message", f"{per_message:.0f} B", check(per_message <= 1024)))
+    if "analytics" in results:
+        on, off = results["analytics"]["workers"]
+        ratio = on["receipts_per_s"] / off["receipts_per_s"]
+        rows.append(("worker with analytics ≥ 90% of without", f"{ratio:.0%}", check(ratio >= 0.9)))
     return rows
+
+
+def analytics_lines(costs: dict[str, Any]) -> list[str]:
+    on, off = costs["workers"]
+    memory = costs["memory"]
+    return [
+        f"**Analytics**: one worker drains {fmt(on['receipts_per_s'], 0)} receipts/s with them and "
+        f"{fmt(off['receipts_per_s'], 0)} without ({on['receipts_per_s'] / off['receipts_per_s']:.0%}); "
+        f"{memory['days']} days of them ({memory['receipts']:,} receipts over {memory['networks']} networks, "
+        "1,000 client-refs a day, 20 countries, half the messages registered) take "
+        f"{memory['bytes'] / 2**20:.1f} MiB of Redis memory.",
+        "",
+    ]
 
 
 def ceiling_lines(top: dict[str, Any]) -> list[str]:
@@ -98,6 +115,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {fmt(r['commands_per_receipt'], 2)} | {fmt(r['round_trips_per_receipt'], 2)} |")
     e2e, mem = results["end_to_end"], results["memory"]
     top = results.get("ceiling")
+    costs = results.get("analytics")
     lines += [
         "",
         f"**End to end**: one ingest and one worker (each on its own core) keep up with "
@@ -107,6 +125,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"**Memory**: {fmt(mem['bytes_per_message'], 0)} bytes of `used_memory` per tracked single-part message "
         f"({mem['messages']:,} messages).",
         "",
+        *(analytics_lines(costs) if costs else []),
         *(ceiling_lines(top) if top else []),
         "| target | measured | |",
         "|---|---:|---|",

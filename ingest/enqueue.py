@@ -72,6 +72,8 @@ class BatchEnqueuer:
 
 
 def rate_commands(field: str, n: int, now: float) -> list[Command]:
-    """Count n receipts in this moment's throughput bucket (read by `dlrq stats`)."""
-    key = keys.rate(int(now // keys.RATE_BUCKET))
-    return [("HINCRBY", key, field, n), ("EXPIRE", key, keys.RATE_TTL)]
+    """Count n receipts in this moment's throughput buckets (read by `dlrq stats` and the console)."""
+    commands: list[Command] = []
+    for key in keys.rates(now):
+        commands += [("HINCRBY", key, field, n), ("EXPIRE", key, keys.RATE_TTL)]
+    return commands

@@ -11,9 +11,10 @@ from rq.serializers import JSONSerializer
 
 from dlrq.core import keys
 from dlrq.core.events import Event
+from dlrq.core.jobs import handler_job_id
 from dlrq.core.settings import Settings
 from tests.support.processes import dlrq, dlrq_env
-from workers.dispatch import Dispatcher, handler_job_id
+from workers.dispatch import Dispatcher
 
 pytestmark = pytest.mark.integration
 

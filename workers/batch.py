@@ -139,12 +139,13 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
             "1" if counted and status in FAILED else "0",
             received,
             time.strftime(analytics.HOUR_FORMAT, time.gmtime(received)),
+            keys.by_ref(r.params["client-ref"]) if r.params.get("client-ref") else "",
         ]
     outcomes, raw, bad = run(connection, APPLY(
         keys=[
             *(keys.part(r.params["messageId"]) for r in receipts),
             keys.COUNTERS,
-            keys.rate(int(now // keys.RATE_BUCKET)),
+            *keys.rates(now),
             *window,
         ],
         args=[

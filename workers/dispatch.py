@@ -9,7 +9,6 @@ failed registry (`dlrq failed list|requeue`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from datetime import datetime, timedelta, timezone
@@ -20,7 +19,7 @@ from rq import Retry
 from dlrq.core import keys
 from dlrq.core.calls import Script, run
 from dlrq.core.events import FAILURE_RATE, RETRY, Event
-from dlrq.core.jobs import FAILURE_TTL, Recorder, flatten
+from dlrq.core.jobs import FAILURE_TTL, Recorder, flatten, handler_job_id
 from dlrq.core.receipt import utc_now_iso
 from dlrq.core.settings import Settings
 
@@ -30,12 +29,6 @@ RAISE_EVENT = Script.load(__package__, "raise_event")
 MARK_WITHIN = 30
 log = logging.getLogger("dlrq.events")
 RESULT_TTL = 86_400
-
-
-def handler_job_id(event_id: str, handler: str) -> str:
-    """Deterministic, and within RQ's job-id alphabet whatever the message ids hold."""
-    digest = hashlib.sha256(f"{event_id}\n{handler}".encode()).hexdigest()[:32]
-    return f"dlrq-{event_id.partition(':')[0]}-{digest}"
 
 
 class Dispatcher:
@@ -74,9 +67,10 @@ class Dispatcher:
             ttl = self._settings.failure_rate_cooldown
         else:
             guard, ttl = keys.event(event.id), self._settings.message_ttl
-        event_keys = [guard] + ([keys.message(message_id)] if message_id and event.is_alert else [])
+        event_keys = [guard, keys.ALERTS] + ([keys.message(message_id)] if message_id else [])
         new = run(self._connection, RAISE_EVENT(
-            keys=event_keys, args=[json.dumps(payload), ttl, keys.alert(event.id), *flatten(commands)]))
+            keys=event_keys, args=[json.dumps(payload), ttl, keys.alert(event.id), "1" if event.is_alert else "0",
+                                   keys.ALERTS_KEPT, *flatten(commands)]))
         if new:
             log.debug("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
         return bool(new)

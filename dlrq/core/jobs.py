@@ -9,6 +9,7 @@ server is byte for byte what `Queue.enqueue` would have written.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -47,6 +48,13 @@ class Recorder:
         else:
             self.queue.schedule_job(job, at, pipeline=recording)
         return [args for args, _ in recording.command_stack]
+
+
+def handler_job_id(event_id: str, handler: str) -> str:
+    """The job of one event's call to one handler: deterministic (an event raised twice enqueues no
+    second call), and within RQ's job-id alphabet whatever the message ids hold."""
+    digest = hashlib.sha256(f"{event_id}\n{handler}".encode()).hexdigest()[:32]
+    return f"dlrq-{event_id.partition(':')[0]}-{digest}"
 
 
 def flatten(commands: Iterable[Command]) -> list[object]:

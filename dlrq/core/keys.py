@@ -19,6 +19,9 @@ EVALUATE = f"{PREFIX}evaluate"
 # Stream of every accepted batch: its receipts as JSON lines ({"received_at", "params"}) in field RECORD_FIELD.
 RECORD = f"{PREFIX}record"
 RECORD_FIELD = "r"
+# List of the latest alerts raised (JSON, newest first), ALERTS_KEPT of them: the console's.
+ALERTS = f"{PREFIX}alerts"
+ALERTS_KEPT = 100
 # Written by /readyz: the queue is writable only if this is.
 READY = f"{PREFIX}ready"
 
@@ -33,10 +36,11 @@ COUNT_STATUS = "status:"  # + the status a part moved to
 COUNT_EVENTS = "events:"  # + the event's kind
 COUNT_HANDLER = "handler:"  # + the handler's name, ":", the call's outcome (ok, error)
 
-# Throughput: a hash per RATE_BUCKET seconds, fields accepted (by the ingest), new and resend
-# (by the workers), kept RATE_TTL seconds, for `dlrq stats`.
-RATE_BUCKET = 10
-RATE_TTL = 3600
+# Throughput: a hash per bucket of each size (10 s, 5 min), fields accepted (by the ingest), new and
+# resend (by the workers), kept RATE_TTL seconds, for `dlrq stats` and the console.
+RATE_BUCKETS = (10, 300)
+RATE_BUCKET = RATE_BUCKETS[0]
+RATE_TTL = 90_000
 RATE_ACCEPTED = "accepted"
 RATE_NEW = "new"
 RATE_RESEND = "resend"
@@ -75,8 +79,19 @@ def analytics(dimension: str, hour: str) -> str:
     return f"{analytics_prefix(dimension)}{hour}"
 
 
-def rate(bucket: int) -> str:
-    return f"{PREFIX}rate:{bucket}"
+def rate(bucket: int, size: int = RATE_BUCKET) -> str:
+    """The throughput hash of bucket number `bucket` (time // size)."""
+    return f"{PREFIX}rate:{size}:{bucket}"
+
+
+def rates(now: float) -> list[str]:
+    """This moment's throughput hashes, one per size."""
+    return [rate(int(now // size), size) for size in RATE_BUCKETS]
+
+
+def by_ref(client_ref: str) -> str:
+    """Sorted set of the messages and parts sent with a client-ref (their keys), by time: the console's search."""
+    return f"{PREFIX}ref:{client_ref}"
 
 
 def network_window(bucket: int) -> str:
@@ -109,6 +124,15 @@ def attempt_key(first_part_id: str) -> str:
 
 def alert(event_id: str) -> str:
     return f"{ALERT}{event_id}"
+
+
+def id_of(key: str | bytes) -> tuple[str, str]:
+    """(kind, id) of a part or message key: ("part", messageId) or ("message", logical id)."""
+    text = key.decode() if isinstance(key, bytes) else key
+    for kind, prefix in (("part", part("")), ("message", message(""))):
+        if text.startswith(prefix):
+            return kind, text[len(prefix):]
+    raise ValueError(f"{text!r} is neither a part nor a message key")
 
 
 def owner(message_id: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from . import analytics, keys
 from .calls import Script, Steps
 from .correlate import load_part, render_registered, render_unregistered
-from .receipt import utc_now_iso
+from .receipt import iso_from_epoch
 from .registration import SUBMITTED, InvalidSend, Send, attempt_record, message_record
 from .settings import Settings
 
@@ -42,11 +42,11 @@ class Registered:
         return {"id": self.id, "parts": self.parts}
 
 
-def register(send: Send, settings: Settings) -> Steps[Registered]:
+def register(send: Send, settings: Settings, now: float | None = None) -> Steps[Registered]:
     """Store the send as the message's first attempt, or as its next one with retry_of; count its
-    submitted parts in the analytics."""
+    submitted parts in the analytics. (`now`: when it was sent, for the benchmark's history.)"""
     logical_id = send.retry_of or send.id
-    now = time.time()
+    now = time.time() if now is None else now
     receipt_timeout, ttl = settings.receipt_timeout, settings.message_ttl
     analytics_config = analytics.lua_config(settings.analytics_retention, settings.analytics_max_refs)
     submitted = [p for p in send.parts if p.submitted] if analytics_config else []
@@ -56,7 +56,7 @@ def register(send: Send, settings: Settings) -> Steps[Registered]:
         args=[
             logical_id,
             json.dumps(message_record(send)),
-            json.dumps(attempt_record(send, utc_now_iso(), now + receipt_timeout)),
+            json.dumps(attempt_record(send, iso_from_epoch(now), now + receipt_timeout)),
             keys.attempt_key(send.id),
             ttl,
             now + receipt_timeout,
@@ -66,6 +66,7 @@ def register(send: Send, settings: Settings) -> Steps[Registered]:
             keys.ATTEMPTS,
             keys.ATTEMPT,
             analytics_config,
+            keys.by_ref(send.client_ref) if send.client_ref else "",
             *(json.dumps(analytics.registered(p, send, now)) for p in submitted),
         ],
     )

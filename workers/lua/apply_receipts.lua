@@ -1,14 +1,16 @@
 -- Apply a batch of receipts atomically: all of what is valid, none of what is not.
--- KEYS[1..n]: the part key of each receipt; KEYS[n+1]: the counters hash; KEYS[n+2]: this
--- moment's throughput hash; KEYS[n+3...]: the failure-rate window's buckets, the current one last.
+-- KEYS[1..n]: the part key of each receipt; KEYS[n+1]: the counters hash; KEYS[n+2], KEYS[n+3]:
+-- this moment's throughput hashes (10 s and 5 min); KEYS[n+4...]: the failure-rate window's
+-- buckets, the current one last.
 -- ARGV[1]: n. ARGV[2]: part TTL, ARGV[3]: the window buckets' TTL, ARGV[4]: the throughput
--- hash's TTL. ARGV[5]: the status ranks (JSON). ARGV[6]: most receipts a part keeps, ARGV[7]:
+-- hashes' TTL. ARGV[5]: the status ranks (JSON). ARGV[6]: most receipts a part keeps, ARGV[7]:
 -- most bytes of a part's record. ARGV[8..14]: field names: batches, new receipts, resends,
 -- dropped receipts (counters), prefix of status changes (counters), new, resend (throughput).
 -- ARGV[15]: the analytics' names (JSON, see analytics.lua; '' when they are off).
--- ARGV[16 + 6(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
+-- ARGV[16 + 7(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
 -- window buckets (final receipts, failed ones; '' when it does not count), then '1' if it
--- failed, then when it was received (epoch seconds, and its analytics hour).
+-- failed, then when it was received (epoch seconds, and its analytics hour), then the index of
+-- its client-ref ('' without one): a part heard of first is added to it.
 --
 -- Every part record is read and checked before anything is written: a record that is not a
 -- part (not JSON, not an object, another type of key) is left alone and its receipts are
@@ -28,7 +30,7 @@ local rank = cjson.decode(ARGV[5])
 local max_receipts, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
 local f_batches, f_new, f_resend, f_dropped, f_status, f_rate_new, f_rate_resend = unpack(ARGV, 8, 14)
 local A = an_config(ARGV[15])
-local counters, throughput = KEYS[n + 1], KEYS[n + 2]
+local counters = KEYS[n + 1]
 local current = KEYS[#KEYS]
 
 local function same(a, b)
@@ -94,7 +96,7 @@ end
 local outcomes, networks, failed_fields, dirty = {}, {}, {}, {}
 local new, dropped, refused, changes = 0, 0, 0, {}
 for i = 1, n do
-  local key, base = KEYS[i], 16 + 6 * (i - 1)
+  local key, base = KEYS[i], 16 + 7 * (i - 1)
   local part = parts[key]
   local total_field, failed_field = ARGV[base + 1], ARGV[base + 2]
   if total_field ~= '' and not failed_fields[total_field] then
@@ -128,6 +130,12 @@ for i = 1, n do
       dirty[key] = true
       outcomes[i] = 1
       new = new + 1
+      if A and #history == 1 and ARGV[base + 6] ~= '' and not part.reg then
+        -- A part nobody registered, first heard of: found by its client-ref (a registered one is
+        -- found through its message, indexed when it was registered).
+        redis.call('ZADD', ARGV[base + 6], tonumber(ARGV[base + 4]), key)
+        redis.call('EXPIRE', ARGV[base + 6], A.ttl)
+      end
       local decides_now = rank[entry.status] and (deciding == nil or decides(entry, deciding))
       if decides_now and (deciding == nil or entry.status ~= deciding.status) then
         changes[entry.status] = (changes[entry.status] or 0) + 1
@@ -169,14 +177,16 @@ end
 for status, count in pairs(changes) do
   redis.call('HINCRBY', counters, f_status .. status, count)
 end
-redis.call('HINCRBY', throughput, f_rate_new, new)
-redis.call('HINCRBY', throughput, f_rate_resend, n - new - dropped - refused)
-redis.call('EXPIRE', throughput, throughput_ttl)
+for t = n + 2, n + 3 do
+  redis.call('HINCRBY', KEYS[t], f_rate_new, new)
+  redis.call('HINCRBY', KEYS[t], f_rate_resend, n - new - dropped - refused)
+  redis.call('EXPIRE', KEYS[t], throughput_ttl)
+end
 
 local windows = {}
 for _, total_field in ipairs(networks) do
   local total, failures = 0, 0
-  for b = n + 3, #KEYS do
+  for b = n + 4, #KEYS do
     local counts = redis.call('HMGET', KEYS[b], total_field, failed_fields[total_field])
     total = total + (tonumber(counts[1]) or 0)
     failures = failures + (tonumber(counts[2]) or 0)

@@ -1,16 +1,22 @@
 -- Raise an event once: record it, and enqueue its handler calls, atomically.
 -- KEYS[1]: the event's guard (SET NX; its TTL is how long the same event stays recognised).
--- KEYS[2], optional: the message hash that records the event in its alerts.
--- ARGV[1]: event JSON, ARGV[2]: guard TTL in seconds, ARGV[3]: the event's field in the message hash,
--- ARGV[4...]: the commands RQ recorded for the handler calls, each as its length then its arguments.
+-- KEYS[2]: the list of the latest alerts (the console's). KEYS[3], optional: the message hash
+-- that records the event in its alerts.
+-- ARGV[1]: event JSON, ARGV[2]: guard TTL in seconds, ARGV[3]: the event's field in the message
+-- hash, ARGV[4]: '1' if the event is an alert, ARGV[5]: how many alerts the list keeps,
+-- ARGV[6...]: the commands RQ recorded for the handler calls, each as its length then its arguments.
 -- Returns 1 if the event was new, 0 if it had been raised already (nothing is written then).
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
   return 0
 end
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+if ARGV[4] == '1' then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
+  if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
+  end
 end
-local i = 4
+local i = 6
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))

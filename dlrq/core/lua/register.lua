@@ -4,8 +4,9 @@
 -- submitted part.
 -- ARGV: logical id, meta JSON, attempt JSON, the field naming this attempt, TTL, deadline,
 -- "1" if a retry, now, then the hash's field names: meta, attempts, attempt prefix; then the
--- analytics' names (JSON, '' when off), then for each submitted part what analytics keep of its
--- registration (JSON: hour, time, network, country, client-ref), in the order of their keys.
+-- analytics' names (JSON, '' when off), the index of the send's client-ref ('' without one: the
+-- message is added to it), then for each submitted part what analytics keep of its registration
+-- (JSON: hour, time, network, country, client-ref), in the order of their keys.
 -- A submitted part counts as submitted in its registration's hour, and as resolved at once if its
 -- final receipt came first.
 -- The message is also due at once for an evaluation of its events: receipts that came
@@ -16,7 +17,8 @@ local id, meta, attempt, attempt_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, deadline, retry, now = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1', ARGV[8]
 local meta_field, attempts_field, attempt_prefix = ARGV[9], ARGV[10], ARGV[11]
 local A = an_config(ARGV[12])
-local submitted = #ARGV - 12
+local ref_index = ARGV[13]
+local submitted = #ARGV - 13
 local owners_end = #KEYS - submitted
 
 for i = 4, owners_end do
@@ -48,9 +50,13 @@ redis.call('EXPIRE', KEYS[1], ttl)
 for i = 4, owners_end do
   redis.call('SET', KEYS[i], id, 'EX', ttl)
 end
+if A and ref_index ~= '' then
+  redis.call('ZADD', ref_index, now, KEYS[1])
+  redis.call('EXPIRE', ref_index, A.ttl)
+end
 if A then
   for j = 1, submitted do
-    local key, reg = KEYS[owners_end + j], cjson.decode(ARGV[12 + j])
+    local key, reg = KEYS[owners_end + j], cjson.decode(ARGV[13 + j])
     local raw = redis.call('GET', key)
     local ok, part = true, {history = {}}
     if raw then
