@@ -27,10 +27,12 @@ def uvicorn(app: str, port: int) -> list[str]:
 def ingest_designs(url: str, express: bool) -> dict[str, tuple[list[str], dict[str, str], str | None]]:
     """Each design's command line, environment and queue, by name (the port is filled in at start)."""
     env = {"DLRQ_REDIS_URL": url, "DLRQ_QUEUE": DLRQ_QUEUE}
+    # As deployed: with a token, which also turns the web console on.
+    dlrq_env = {**env, "DLRQ_API_TOKEN": "bench-token"}
     designs = {
         "bare Starlette (parse, 204)": (uvicorn("bench.apps.bare:app", 0), env, None),
         "naive (one RQ job per request)": (uvicorn("bench.apps.naive:app", 0), env, NAIVE_QUEUE),
-        "dlrq ingest": ([python(), "-m", "dlrq", "ingest"], env, DLRQ_QUEUE),
+        "dlrq ingest": ([python(), "-m", "dlrq", "ingest"], dlrq_env, DLRQ_QUEUE),
     }
     if express:
         designs["Vonage docs' Express sample"] = (["node", "bench/express/server.js"], {}, None)
@@ -93,6 +95,8 @@ def drain(name: str, argv: list[str], env: dict[str, str], client: redis.Redis, 
 
 def run_workers(url: str, client: redis.Redis, dlrq_receipts: int, cap: float) -> list[dict]:
     env = {"DLRQ_REDIS_URL": url, "DLRQ_QUEUE": DLRQ_QUEUE}
+    # As deployed: with a token, which also turns the web console on.
+    dlrq_env = {**env, "DLRQ_API_TOKEN": "bench-token"}
     rq = str(Path(python()).parent / "rq")
     naive = [rq, "worker", "-S", "rq.serializers.JSONSerializer", "-u", url, "-q", NAIVE_QUEUE]
     return [
@@ -120,6 +124,8 @@ def sustained(url: str, client: redis.Redis, ceiling: float, seconds: float, ste
     for: each connection pauses between a response and its next request.
     """
     env = {"DLRQ_REDIS_URL": url, "DLRQ_QUEUE": DLRQ_QUEUE}
+    # As deployed: with a token, which also turns the web console on.
+    dlrq_env = {**env, "DLRQ_API_TOKEN": "bench-token"}
     port = free_port()
     key = queue_key(DLRQ_QUEUE)
     low, high, best, trials = 0.0, ceiling, None, []

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dlrq.core import analytics
@@ -34,6 +34,8 @@ from dlrq.core.settings import Settings, get_settings
 from dlrq.core.store import find_message, read_analytics, register
 
 from .batcher import GroupCommit
+from .console import PATH as console_path
+from .console import console_app
 from .enqueue import BatchEnqueuer, Recording
 from .metrics import IngestMetrics, exposition
 from .params import parse_json, read_body
@@ -210,6 +212,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.redis = client
         app.state.commit = commit
         app.state.watch = watch
+        if console_on:
+            log.info("web console at http://%s:%d%s/ (sign in with DLRQ_API_TOKEN)", settings.host, settings.port,
+                     console_path)
         try:
             yield
         finally:
@@ -217,6 +222,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await commit.close()
             await client.aclose()
 
+    console_on = settings.api_token is not None and settings.console is not False
     webhook = Webhook(check, settings.ack_status, settings.retry_after, metrics)
     routes = [
         Route("/messages", register_send, methods=["POST"]),
@@ -226,5 +232,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
     ]
-    return Ingest(settings.webhook_path, webhook, routes=routes, lifespan=lifespan,
-                  exception_handlers={HTTPException: http_error, Exception: internal_error})
+    app = Ingest(settings.webhook_path, webhook, routes=routes, lifespan=lifespan,
+                 exception_handlers={HTTPException: http_error, Exception: internal_error})
+    if console_on:
+        console = console_app(settings, settings.api_token.get_secret_value(), app.state)
+        app.router.routes.append(Mount(console_path, console, name="console"))
+    elif settings.console:
+        log.warning("DLRQ_CONSOLE is on but DLRQ_API_TOKEN is unset: the console, which signs in with it, is off")
+    return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -18,9 +17,9 @@ from tests.support.processes import ROOT, dlrq_env, eventually, free_port, spawn
 from tests.support.receipts import receipt
 from tests.support.sender import Sender
 from tests.support.sends import send
+from tests.support.tools import need
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.skipif(not shutil.which("prometheus"), reason="Debian's prometheus is not installed")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dlrq.json"
 # Where a rule's expression is cut into the measures it compares (a threshold alone is not a query).
@@ -43,8 +42,13 @@ def rule_queries() -> list[str]:
     return measures
 
 
+@pytest.fixture(autouse=True)
+def prometheus() -> None:
+    need("prometheus")
+
+
 def test_promtool_accepts_the_rules():
-    result = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True)
+    result = subprocess.run([need("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

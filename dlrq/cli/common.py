@@ -47,8 +47,20 @@ def unreachable(settings: Settings, exc: Exception) -> NoReturn:
     raise click.ClickException(f"Redis unreachable at {where(settings)}: {exc}") from exc
 
 
+class HideJobArguments(logging.Filter):
+    """RQ logs a failing job's arguments, and an alert's arguments hold the recipient's number."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name in ("arguments", "kwargs"):
+            if hasattr(record, name):
+                setattr(record, name, "(hidden: set DLRQ_LOG_PHONE_NUMBERS=true to see them)")
+        return True
+
+
 def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    if not settings.log_phone_numbers:
+        handler.addFilter(HideJobArguments())
     as_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
     if as_json:
         from pythonjsonlogger.json import JsonFormatter

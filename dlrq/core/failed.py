@@ -31,19 +31,26 @@ def registries(connection: redis.Redis, queue_names: Iterable[str]) -> list[Fail
             for name in queue_names]
 
 
+def reason(job: Job) -> str:
+    """The exception that ended the job's last run: the first line after the traceback's frames."""
+    result = job.latest_result()
+    lines = (result.exc_string or "").strip().splitlines() if result else []
+    frames = [n for n, line in enumerate(lines) if line.startswith(" ")]
+    after = lines[frames[-1] + 1:] if frames else lines[-1:]
+    return after[0] if after else ""
+
+
 def list_failed(connection: redis.Redis, queue_names: Iterable[str], limit: int | None = None) -> list[FailedJob]:
-    """Newest first; the reason is the last line of the exception that failed each job."""
+    """Newest first (at most `limit` of them), each with the exception that failed it."""
     found = []
     for registry in registries(connection, queue_names):
-        for job_id in registry.get_job_ids():
+        # Scored by expiry, the same time after each failure: the highest are the newest.
+        for job_id in registry.get_job_ids(0, -1 if limit is None else limit - 1, desc=True):
             try:
                 job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
             except NoSuchJobError:
                 continue
-            result = job.latest_result()
-            last = (result.exc_string or "").strip().splitlines()[-1:] if result else []
-            found.append(FailedJob(registry.name, job_id, job.description or "", last[0] if last else "?",
-                                   job.ended_at))
+            found.append(FailedJob(registry.name, job_id, job.description or "", reason(job) or "?", job.ended_at))
     found.sort(key=lambda j: j.failed_at.timestamp() if j.failed_at else 0.0, reverse=True)
     return found[:limit] if limit is not None else found
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     signature_max_skew: int = Field(300, ge=1)
     api_key: str | None = None
     api_token: SecretStr | None = None
+    # The web console under /console; unset means "on when DLRQ_API_TOKEN is set" (it signs in with it).
+    console: bool | None = None
 
     dedupe_ttl: int = Field(345_600, ge=1)
     retention: int = Field(604_800, ge=1)

@@ -1,0 +1,165 @@
+"""The web console, served by the ingest under /console: delivery at a glance, a message's
+story, failed work handled. Server-rendered (Jinja2); the overview's chart is uPlot, vendored.
+
+A Starlette app of its own, mounted by the ingest: the webhook never goes through it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from importlib.resources import files
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from dlrq.core import connect
+from dlrq.core import failed as failed_jobs
+from dlrq.core.settings import Settings
+
+from . import auth, data
+from .formats import FILTERS, masker
+
+PATH = "/console"  # where the ingest mounts it; the session cookie goes nowhere else
+DIMENSIONS = {"network": "Networks", "country": "Countries", "client_ref": "Client-refs"}
+
+
+def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
+    """`ingest`: the ingest app's state (its Redis client and its eye on Redis, once it has started)."""
+    templates = Jinja2Templates(directory=str(files(__package__).joinpath("templates")))
+    templates.env.filters.update(FILTERS, mask=masker(settings.log_phone_numbers))
+    sync = connect.client(settings)  # RQ's registries and jobs have no asyncio API
+
+    def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context.update(csrf=auth.csrf_token(request), signed_in=auth.signed_in(request))
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    def unavailable(request: Request, exc: Exception) -> Response:
+        return page(request, "error.html", 503, title="Redis is unreachable", detail=str(exc))
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return page(request, "login.html", title="Sign in")
+        form = await request.form()
+        if not await auth.csrf_ok(request):
+            return page(request, "login.html", 403, title="Sign in", problem="The form expired: try again.")
+        if not auth.token_matches(str(form.get("token", "")), token):
+            return page(request, "login.html", 401, title="Sign in", problem="That is not the API token.")
+        request.session.clear()
+        request.session.update(signed_in=True)
+        target = str(form.get("next") or "")
+        return RedirectResponse(target if target.startswith(PATH + "/") else request.url_for("console:overview"),
+                                status_code=303)
+
+    @auth.changes_state
+    async def logout(request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse(request.url_for("console:login"), status_code=303)
+
+    @auth.login_required
+    async def overview(request: Request) -> Response:
+        try:
+            state = await data.overview(ingest.redis, settings, datetime.now(timezone.utc).timestamp())
+        except RedisError as exc:
+            return unavailable(request, exc)
+        return page(request, "overview.html", title="Overview", state=state, readiness=_readiness(request))
+
+    @auth.login_required
+    async def overview_data(request: Request) -> Response:
+        """What the overview refreshes itself with, every few seconds."""
+        try:
+            now = datetime.now(timezone.utc).timestamp()
+            state = await data.overview(ingest.redis, settings, now)
+            state["day"] = await data.throughput(ingest.redis, "day", now)
+        except RedisError as exc:
+            return JSONResponse({"error": "storage_unavailable", "detail": str(exc)}, status_code=503)
+        return JSONResponse({**state, "readiness": _readiness(request)})
+
+    @auth.login_required
+    async def networks(request: Request) -> Response:
+        by = request.query_params.get("by", "network")
+        by = by if by in DIMENSIONS else "network"
+        end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        try:
+            found = await data.hourly(ingest.redis, by, end - timedelta(hours=24), end)
+        except RedisError as exc:
+            return unavailable(request, exc)
+        return page(request, "networks.html", title=DIMENSIONS[by], by=by, dimensions=DIMENSIONS,
+                    report=found.report, rates=found.rates)
+
+    @auth.login_required
+    async def messages(request: Request) -> Response:
+        query = request.query_params.get("q", "").strip()
+        try:
+            found = await data.search(ingest.redis, query) if query else []
+            if len(found) == 1:
+                story = await data.story(ingest.redis, sync, settings, found[0]["id"])
+                return page(request, "message.html", title=f"Message {found[0]['id']}", q=query, story=story)
+        except RedisError as exc:
+            return unavailable(request, exc)
+        return page(request, "search.html", title="Messages", q=query, found=found)
+
+    @auth.login_required
+    async def failed(request: Request) -> Response:
+        try:
+            jobs = await run_in_threadpool(failed_jobs.list_failed, sync, settings.queues, 500)
+        except RedisError as exc:
+            return unavailable(request, exc)
+        done = request.query_params.get("done")
+        return page(request, "failed.html", title="Failed work", jobs=jobs, done=done)
+
+    @auth.login_required
+    async def confirm(request: Request) -> Response:
+        action = request.query_params.get("action", "")
+        if action not in ("requeue", "purge"):
+            return RedirectResponse(request.url_for("console:failed"), status_code=303)
+        count = await run_in_threadpool(failed_jobs.count, sync, settings.queues)
+        return page(request, "confirm.html", title="Confirm", action=action, count=count)
+
+    @auth.changes_state
+    async def act(request: Request) -> Response:
+        """Requeue or purge one failed job, or every one (after the confirmation page)."""
+        form = await request.form()
+        action = request.path_params["action"]
+        if action not in ("requeue", "purge"):
+            return Response("No such action.", status_code=404, media_type="text/plain")
+        job_ids = None if form.get("all") == "yes" else {str(form.get("job_id", ""))}
+        operation = failed_jobs.requeue if action == "requeue" else failed_jobs.purge
+        try:
+            count = await run_in_threadpool(operation, sync, settings.queues, job_ids)
+        except RedisError as exc:
+            return unavailable(request, exc)
+        verb = "requeued" if action == "requeue" else "deleted"
+        return RedirectResponse(request.url_for("console:failed").include_query_params(done=f"{verb} {count}"),
+                                status_code=303)
+
+    def _readiness(request: Request) -> str | None:
+        problem = ingest.watch.problem
+        return None if problem is None else problem.detail
+
+    static = StaticFiles(directory=str(files(__package__).joinpath("static")))
+    routes = [
+        Route("/", overview, name="overview"),
+        Route("/overview.json", overview_data, name="overview_data"),
+        Route("/login", login, methods=["GET", "POST"], name="login"),
+        Route("/logout", logout, methods=["POST"], name="logout"),
+        Route("/networks", networks, name="networks"),
+        Route("/messages", messages, name="messages"),
+        Route("/failed", failed, name="failed"),
+        Route("/failed/confirm", confirm, name="confirm"),
+        Route("/failed/{action:str}", act, methods=["POST"], name="act"),
+        Mount("/static", static, name="static"),
+    ]
+    middleware = [Middleware(SessionMiddleware, secret_key=auth.session_key(token), session_cookie=auth.SESSION_COOKIE,
+                             max_age=auth.SESSION_HOURS * 3600, path=PATH, same_site="strict")]
+    return Starlette(routes=routes, middleware=middleware)
+
