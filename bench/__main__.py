@@ -19,8 +19,7 @@ from .analytics_cost import thirty_days, worker_rates
 from .ceiling import ceiling
 from .harness import ROOT
 from .replica import replica_of
-from .report import (BARE, DLRQ_INGEST, DLRQ_INGEST_ALWAYS, DLRQ_INGEST_NO_CONSOLE, DLRQ_INGEST_REPLICATED,
-                     markdown)
+from .report import BARE, DLRQ_INGEST, DLRQ_INGEST_ALWAYS, DLRQ_INGEST_NO_CONSOLE, DLRQ_INGEST_REPLICATED, markdown
 from .run import ingest_designs, memory_per_message, run_ingest, run_workers, sustained
 
 

@@ -95,8 +95,6 @@ def drain(name: str, argv: list[str], env: dict[str, str], client: redis.Redis, 
 
 def run_workers(url: str, client: redis.Redis, dlrq_receipts: int, cap: float) -> list[dict]:
     env = {"DLRQ_REDIS_URL": url, "DLRQ_QUEUE": DLRQ_QUEUE}
-    # As deployed: with a token, which also turns the web console on.
-    dlrq_env = {**env, "DLRQ_API_TOKEN": "bench-token"}
     rq = str(Path(python()).parent / "rq")
     naive = [rq, "worker", "-S", "rq.serializers.JSONSerializer", "-u", url, "-q", NAIVE_QUEUE]
     return [
@@ -124,8 +122,6 @@ def sustained(url: str, client: redis.Redis, ceiling: float, seconds: float, ste
     for: each connection pauses between a response and its next request.
     """
     env = {"DLRQ_REDIS_URL": url, "DLRQ_QUEUE": DLRQ_QUEUE}
-    # As deployed: with a token, which also turns the web console on.
-    dlrq_env = {**env, "DLRQ_API_TOKEN": "bench-token"}
     port = free_port()
     key = queue_key(DLRQ_QUEUE)
     low, high, best, trials = 0.0, ceiling, None, []
