@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dlrq.core import analytics
+from dlrq.core.accounts import Accounts, UnknownAccount, parse_accounts, single
 from dlrq.core.calls import NotReplicated, arun
 from dlrq.core.connect import async_client
 from dlrq.core.deployment import read_deployment
@@ -34,14 +35,16 @@ from dlrq.core.settings import Settings, get_settings
 from dlrq.core.store import find_message, read_analytics, register
 
 from .batcher import GroupCommit
+from .bearer import verify_bearer
 from .console import PATH as console_path
 from .console import console_app
 from .enqueue import BatchEnqueuer, Recording
+from .message_status import message_statuses
 from .metrics import IngestMetrics, exposition
 from .params import parse_json, read_body
 from .signature import Unauthorized, verify
 from .watch import StoreWatch
-from .webhook import Webhook, error
+from .webhook import Webhook, error, sms_receipts
 
 log = logging.getLogger("dlrq.ingest")
 LOOPBACK_NAMES = ("localhost",)
@@ -63,40 +66,57 @@ def recording(settings: Settings) -> Recording | None:
     return Recording(settings.record_max_batches, settings.record_max_age)
 
 
+def load_accounts(settings: Settings) -> Accounts:
+    """The accounts file's accounts, or the one the signature settings describe; ValueError naming the file."""
+    if settings.accounts_file is None:
+        secret = settings.signature_secret.get_secret_value() if settings.signature_secret else None
+        return single(secret, settings.signature_method, settings.api_key)
+    try:
+        return parse_accounts(settings.accounts_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"DLRQ_ACCOUNTS_FILE {settings.accounts_file}: {exc}") from exc
+
+
 class Ingest(Starlette):
-    """Starlette, except that the webhook's requests skip its middleware and router.
+    """Starlette, except that the webhooks' requests skip its middleware and router.
 
     They are nearly all the traffic, and matching routes and wrapping middleware cost
     a tenth of what the ingest spends on a receipt.
     """
 
-    def __init__(self, webhook_path: str, webhook: ASGIApp, **kwargs: Any) -> None:
+    def __init__(self, webhooks: dict[str, ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._webhook_path = webhook_path
-        self._webhook = webhook
+        self._webhooks = webhooks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self._webhook_path:
+        webhook = self._webhooks.get(scope["path"]) if scope["type"] == "http" else None
+        if webhook is not None:
             scope["app"] = self
-            await self._webhook(scope, receive, send)
+            await webhook(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
-    secret = settings.signature_secret.get_secret_value() if settings.signature_secret else None
+    accounts = load_accounts(settings)
     token = settings.api_token.get_secret_value().encode() if settings.api_token else None
     unavailable_headers = {"Retry-After": str(settings.retry_after)}
     metrics = IngestMetrics()
     queues = [QueueKeys(settings.queue), QueueKeys(settings.handler_queue)]
 
     def check(params: dict[str, str]) -> dict[str, str]:
-        if secret is not None:
-            verify(params, secret, settings.signature_method, time.time(), settings.signature_max_skew)
-        if settings.api_key is not None and params.get("api-key") != settings.api_key:
-            raise Unauthorized("api_key_mismatch", "api-key does not match this account")
+        """An SMS receipt's `api-key` names its account, whose secrets (if any) must have signed it."""
+        try:
+            account = accounts.select(params.get("api-key"))
+        except UnknownAccount as exc:
+            raise Unauthorized("api_key_mismatch", str(exc)) from exc
+        if account.secrets:
+            verify(params, account.secrets, account.method, time.time(), settings.signature_max_skew)
         return validate(params)
+
+    def check_bearer(authorization: bytes | None, body: bytes, now: float) -> None:
+        verify_bearer(authorization, body, accounts, now, settings.signature_max_skew)
 
     # Without a token, the management API is open only to this machine.
     closed = token is None and not is_loopback(settings.host)
@@ -223,7 +243,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await client.aclose()
 
     console_on = settings.api_token is not None and settings.console is not False
-    webhook = Webhook(check, settings.ack_status, settings.retry_after, metrics)
+    webhooks: dict[str, ASGIApp] = {
+        settings.webhook_path: Webhook(sms_receipts(check), ("GET", "POST"), settings.ack_status,
+                                       settings.retry_after, metrics),
+        settings.message_status_path: Webhook(message_statuses(check_bearer), ("POST",), settings.ack_status,
+                                              settings.retry_after, metrics),
+    }
     routes = [
         Route("/messages", register_send, methods=["POST"]),
         Route("/messages/{id}", message, methods=["GET"]),
@@ -232,7 +257,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
     ]
-    app = Ingest(settings.webhook_path, webhook, routes=routes, lifespan=lifespan,
+    app = Ingest(webhooks, routes=routes, lifespan=lifespan,
                  exception_handlers={HTTPException: http_error, Exception: internal_error})
     if console_on:
         console = console_app(settings, settings.api_token.get_secret_value(), app.state)

@@ -33,16 +33,19 @@ def sign(params: dict[str, str], secret: str, method: str) -> str:
     return hmac.new(secret.encode(), payload.encode(), HMAC_DIGESTS[method]).hexdigest()
 
 
-def verify(params: dict[str, str], secret: str, method: str, now: float, max_skew: int) -> None:
-    """Raise Unauthorized unless `sig` is right and `timestamp` is recent, so a captured receipt cannot be replayed."""
+def verify(params: dict[str, str], secrets: tuple[str, ...], method: str, now: float, max_skew: int) -> None:
+    """Raise Unauthorized unless `sig` is right (by one of the secrets: two during a rotation) and
+    `timestamp` is recent, so a captured receipt cannot be replayed."""
     sig = params.get("sig")
     if not sig:
         raise Unauthorized("signature_missing", "this endpoint requires signed receipts (sig)")
     timestamp = params.get("timestamp", "")
     if not (timestamp.isascii() and timestamp.isdigit()):
         raise Unauthorized("signature_invalid", "signed receipts need a unix timestamp")
-    expected = sign(params, secret, method)
-    if not hmac.compare_digest(sig.lower().encode(), expected.encode()):
+    given = sig.lower().encode()
+    # Every secret is tried, so that the time taken does not tell which one matched.
+    matches = [hmac.compare_digest(given, sign(params, secret, method).encode()) for secret in secrets]
+    if not any(matches):
         raise Unauthorized("signature_invalid", "sig does not match the parameters")
     if abs(now - int(timestamp)) > max_skew:
         raise Unauthorized("signature_stale", f"timestamp is more than {max_skew} s from now")

@@ -1,6 +1,6 @@
-"""The receipt endpoint, as a plain ASGI app.
+"""The receipt endpoints (SMS API receipts, Messages API status callbacks), as plain ASGI apps.
 
-It is the hot path, and Starlette's Request and Response objects cost more
+They are the hot path, and Starlette's Request and Response objects cost more
 than reading the receipt does; every other route uses them.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
@@ -20,9 +20,9 @@ from .batcher import StorageUnavailable
 from .metrics import IngestMetrics
 from .params import request_params
 
-METHODS = ("GET", "POST")
-ALLOW = {"Allow": ", ".join(METHODS)}
 REQUEST_ID = b"x-request-id"
+# Reads a request into a receipt, or raises InvalidReceipt (Unauthorized included).
+Read = Callable[[Scope, Receive], Awaitable[Receipt]]
 
 log = logging.getLogger("dlrq.ingest")
 
@@ -31,12 +31,26 @@ def error(status: int, code: str, detail: str, headers: dict[str, str] | None = 
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
-class Webhook:
-    """Refusals are counted, not logged above DEBUG: anyone can send them, as fast as they like."""
+def sms_receipts(check: Callable[[dict[str, str]], dict[str, str]]) -> Read:
+    """An SMS API delivery receipt: query string and body merged, then checked (signature, account)."""
 
-    def __init__(self, check: Callable[[dict[str, str]], dict[str, str]], ack_status: int, retry_after: int,
+    async def read(scope: Scope, receive: Receive) -> Receipt:
+        return Receipt(check(await request_params(scope, receive)), utc_now_iso())
+
+    return read
+
+
+class Webhook:
+    """Acknowledge a receipt once it is stored (503 when it cannot be), whichever API sent it.
+
+    Refusals are counted, not logged above DEBUG: anyone can send them, as fast as they like.
+    """
+
+    def __init__(self, read: Read, methods: tuple[str, ...], ack_status: int, retry_after: int,
                  metrics: IngestMetrics) -> None:
-        self._check = check
+        self._read = read
+        self._methods = methods
+        self._allow = {"Allow": ", ".join(methods)}
         self._ack_status = ack_status
         self._ack_headers = [] if ack_status == 204 else [(b"content-length", b"0")]
         self._unavailable = {"Retry-After": str(retry_after)}
@@ -44,10 +58,11 @@ class Webhook:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        if scope["method"] not in METHODS:
-            return await self._refuse(405, "method_not_allowed", "use GET or POST", ALLOW)(scope, receive, send)
+        if scope["method"] not in self._methods:
+            return await self._refuse(405, "method_not_allowed", f"use {' or '.join(self._methods)}",
+                                      self._allow)(scope, receive, send)
         try:
-            params = self._check(await request_params(scope, receive))
+            receipt = await self._read(scope, receive)
         except InvalidReceipt as exc:
             return await self._refuse(exc.http_status, exc.code, exc.detail)(scope, receive, send)
         except ClientDisconnect:
@@ -57,13 +72,14 @@ class Webhook:
             return await self._refuse(503, "storage_unavailable", state.watch.unsafe, self._unavailable)(
                 scope, receive, send)
         try:
-            request_id = await state.commit.submit(Receipt(params, utc_now_iso()))
+            request_id = await state.commit.submit(receipt)
         except StorageUnavailable:
             response = self._refuse(503, "storage_unavailable", "receipt not stored; send it again", self._unavailable)
             return await response(scope, receive, send)
         headers = [*self._ack_headers, (REQUEST_ID, request_id.encode())]
         await send({"type": "http.response.start", "status": self._ack_status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+        params = receipt.params
         self._metrics.accepted(params["status"], time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("receipt %s accepted: message %s %s", request_id, params["messageId"], params["status"],

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from dlrq.core import failed as failed_jobs
 from dlrq.core.settings import Settings
-from tests.support.processes import dlrq_env, eventually, free_port, spawn, wait_http
+from tests.support.processes import dlrq_env, eventually, free_port, spawn, stop, wait_http
 from tests.support.receipts import receipt
 from tests.support.receivers import WebhookReceiver
 from tests.support.tools import need
@@ -62,10 +62,7 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, httpx.Client, W
         with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
             yield base, api, hook
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop(procs)
         hook.close()
         logs.close()
 

@@ -98,3 +98,37 @@ def test_ten_thousand_hostile_requests(client, r, redis_url):
     assert len(stored) == answered.count(204), "every acknowledged receipt is stored, and nothing else"
     assert all(contract_valid(record) for record in stored)
     assert answered.count(204) > 100 and len(set(answered)) >= 5, "the generator reached every kind of answer"
+
+
+MESSAGE_PATH = "/webhooks/message-status"
+nested = st.one_of(scalars, st.dictionaries(st.sampled_from(["title", "price", "currency", "network_code",
+                                                             "count_total", "detail", "x"]), values, max_size=3))
+# Close to a Messages API status callback: what makes it one mostly well-formed, the rest of any type.
+near_statuses = st.fixed_dictionaries(
+    {"message_uuid": st.text(min_size=1, max_size=40),
+     "timestamp": st.sampled_from(["2023-05-01T14:00:00Z", "2023-05-01T14:00:00.5+02:00", "2023-05-01", "nope", ""]),
+     "status": st.sampled_from(["submitted", "delivered", "read", "rejected", "undeliverable", "x", ""])},
+    optional={name: nested for name in ("to", "from", "channel", "client_ref", "error", "usage", "destination",
+                                        "sms", "workflow")})
+
+
+def test_three_thousand_hostile_status_callbacks(client, r, redis_url):
+    answered: list[int] = []
+
+    @settings(max_examples=3000, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+    @given(method=st.one_of(st.just("POST"), methods),
+           body=st.one_of(near_statuses.map(lambda d: json.dumps(d).encode()), bodies),
+           content_type=st.one_of(st.just("application/json"), content_types))
+    def request(method, body, content_type):
+        headers = {"content-type": content_type} if content_type else {}
+        response = client.request(method, MESSAGE_PATH, content=body if method != "GET" else None, headers=headers)
+        assert response.status_code in REFUSALS | {204}, (method, body[:200], response.text[:200])
+        answered.append(response.status_code)
+
+    request()
+    queue = Queue(Settings(redis_url=redis_url).queue, connection=r, serializer=JSONSerializer)
+    stored = [record for job in queue.get_jobs() for record in job.args[0]]
+    assert len(stored) == answered.count(204), "every acknowledged status is stored, and nothing else"
+    assert all(contract_valid(record) and record["adapter"] == "messages" for record in stored)
+    assert answered.count(204) > 100 and len(set(answered)) >= 4

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.support.probe import CALLS
-from tests.support.processes import dlrq_env, eventually, free_port, spawn, wait_http
+from tests.support.processes import dlrq_env, eventually, free_port, spawn, stop, wait_http
 from tests.support.receipts import receipt
 from tests.support.receivers import FakeSmsApi, WebhookReceiver
 from tests.support.sends import send
@@ -49,10 +49,7 @@ def stack(redis_url):
         with httpx.Client(base_url=base, timeout=10) as client:
             yield client, sms, hook, redis.Redis.from_url(redis_url)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop(procs)
         sms.close()
         hook.close()
 

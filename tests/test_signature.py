@@ -32,17 +32,17 @@ def signed(method="sha256", now=1461605396, **params):
 
 def test_verify_accepts_upper_case_and_refuses_tampering():
     params = signed()
-    verify({**params, "sig": params["sig"].upper()}, "secret", "sha256", now=1461605396, max_skew=300)
+    verify({**params, "sig": params["sig"].upper()}, ("secret",), "sha256", now=1461605396, max_skew=300)
     with pytest.raises(Unauthorized) as info:
-        verify({**params, "a": "2"}, "secret", "sha256", now=1461605396, max_skew=300)
+        verify({**params, "a": "2"}, ("secret",), "sha256", now=1461605396, max_skew=300)
     assert info.value.code == "signature_invalid"
 
 
 def test_verify_refuses_missing_and_stale():
     with pytest.raises(Unauthorized) as info:
-        verify(dict(V3), "secret", "md5hash", now=1461605396, max_skew=300)
+        verify(dict(V3), ("secret",), "md5hash", now=1461605396, max_skew=300)
     assert info.value.code == "signature_missing"
     with pytest.raises(Unauthorized) as info:
-        verify(signed(now=1000), "secret", "sha256", now=1000 + 301, max_skew=300)
+        verify(signed(now=1000), ("secret",), "sha256", now=1000 + 301, max_skew=300)
     assert info.value.code == "signature_stale"
-    verify(signed(now=1000), "secret", "sha256", now=1000 - 300, max_skew=300)
+    verify(signed(now=1000), ("secret",), "sha256", now=1000 - 300, max_skew=300)

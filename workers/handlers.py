@@ -24,6 +24,7 @@ from rq import get_current_job
 from dlrq.core import keys
 from dlrq.core.calls import run
 from dlrq.core.connect import is_transient
+from dlrq.core.receipt import MESSAGES
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
 from dlrq.core.store import read_message, register
@@ -133,6 +134,10 @@ def resend_via_vonage(event: dict[str, Any]) -> None:
     would send twice: at least once, as every handler.
     """
     if event["kind"] != "retry":
+        return
+    if event.get("api") == MESSAGES:
+        log.warning("message %s was sent through the Messages API: the vonage handler resends SMS API "
+                    "messages only, so it is not resent", event["message"])
         return
     settings = current.settings()
     connection = get_current_job().connection

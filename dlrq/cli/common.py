@@ -33,6 +33,16 @@ def load_settings() -> Settings:
     return settings
 
 
+def check_accounts(settings: Settings) -> None:
+    """A bad DLRQ_ACCOUNTS_FILE stops the command at once, with why, rather than every ingest process."""
+    from ingest.app import load_accounts
+
+    try:
+        load_accounts(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def where(settings: Settings) -> str:
     """Which server a command talks to, and why that one, in words."""
     url = settings.effective_redis_url

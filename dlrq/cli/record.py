@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import IO
 
 import click
+import httpx
 import redis
 from redis.exceptions import RedisError
 
 from dlrq.core import connect, keys
+from dlrq.core.receipt import MESSAGES, SMS
 
 from .common import load_settings, unreachable, where
 from .replay import Summary
@@ -83,7 +85,9 @@ def export(output: Path | None, since: str | None) -> None:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--to", "url", default=None, help="POST each receipt to this webhook URL instead of the queue.")
+@click.option("--to", "url", default=None,
+              help="POST each receipt to this webhook URL instead of the queue (Messages API statuses "
+                   "to DLRQ_MESSAGE_STATUS_PATH on the same host).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Receipts per second.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
               help="Requests in flight with --to.")
@@ -108,7 +112,9 @@ def replay(files: tuple[Path, ...], url: str | None, rate: float | None, concurr
     async def run() -> Summary:
         with tqdm(unit=" receipts", unit_scale=True, file=sys.stderr) as bar:
             if url:
-                return await replay_over_http(lines, url, summary, rate, concurrency, bar.update)
+                messages_url = str(httpx.URL(url).copy_with(path=settings.message_status_path, query=None))
+                urls = {SMS: url, MESSAGES: messages_url}
+                return await replay_over_http(lines, urls, summary, rate, concurrency, bar.update)
             client = connect.async_client(settings)
             try:
                 enqueue = BatchEnqueuer(client, settings.queue, settings.job_timeout)

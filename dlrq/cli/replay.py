@@ -1,6 +1,7 @@
 """Replay receipts from JSONL files: onto the queue through the ingest's own batch path, or over HTTP.
 
-A line is a recorded receipt ({"received_at", "params"}) or a plain parameter object;
+A line is a recorded receipt ({"received_at", "params"}, and "adapter" for a Messages API
+status) or a plain parameter object (an SMS receipt's);
 files may be gzipped. Every line is accounted for: accepted, refused (with its reason,
 and for unreadable lines their file and line number), or failed (could not be delivered);
 a file that cannot be read to its end (a truncated or damaged gzip) is named with why, and
@@ -22,8 +23,8 @@ from typing import Any, TypeVar
 import httpx
 from redis.exceptions import RedisError
 
-from dlrq.core import jsondoc
-from dlrq.core.receipt import InvalidReceipt, Receipt, stringify, utc_now_iso, validate
+from dlrq.core import jsondoc, messages_api
+from dlrq.core.receipt import MESSAGES, SMS, InvalidReceipt, Receipt, stringify, utc_now_iso, validate
 from ingest.enqueue import BatchEnqueuer
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -109,8 +110,15 @@ def to_receipt(obj: dict[str, Any]) -> Receipt:
     return Receipt(validate(stringify(obj)), utc_now_iso())
 
 
-def to_params(obj: dict[str, Any]) -> dict[str, Any]:
-    return obj["params"] if isinstance(obj.get("params"), dict) and "received_at" in obj else obj
+def to_request(obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The webhook (adapter) a line goes to, and the JSON it posts: a recorded Messages API status
+    goes back to the Messages API's webhook, as the callback it was."""
+    if not (isinstance(obj.get("params"), dict) and "received_at" in obj):
+        return SMS, obj
+    receipt = Receipt.from_record(obj)
+    if receipt.adapter == MESSAGES:
+        return MESSAGES, messages_api.to_callback(receipt.params)
+    return SMS, obj["params"]
 
 
 def readable(lines: Iterable[tuple[str, bytes]], read: Callable[[dict[str, Any]], T], summary: Summary,
@@ -166,20 +174,21 @@ async def replay_to_queue(
 
 async def replay_over_http(
     lines: Iterable[tuple[str, bytes]],
-    url: str,
+    urls: dict[str, str],
     summary: Summary,
     rate: float | None,
     concurrency: int,
     progress: Progress = lambda n: None,
 ) -> Summary:
-    """POST each receipt as JSON, at most `concurrency` at a time, paced to `rate` per second."""
+    """POST each receipt as JSON to its adapter's URL, at most `concurrency` at a time, paced to `rate` per second."""
     slots = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
-    async def post(http: httpx.AsyncClient, where: str, params: dict[str, Any]) -> None:
+    async def post(http: httpx.AsyncClient, where: str, request: tuple[str, dict[str, Any]]) -> None:
+        adapter, body = request
         try:
-            response = await http.post(url, json=params)
+            response = await http.post(urls[adapter], json=body)
             if response.is_success:
                 summary.accepted += 1
             elif 400 <= response.status_code < 500:
@@ -197,12 +206,12 @@ async def replay_over_http(
 
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as http:
         start = loop.time()
-        for where, params in readable(lines, to_params, summary, progress):
+        for where, request in readable(lines, to_request, summary, progress):
             if rate:
                 await asyncio.sleep(max(0.0, start + summary.sent / rate - loop.time()))
             await slots.acquire()
             summary.sent += 1
-            task = asyncio.create_task(post(http, where, params))
+            task = asyncio.create_task(post(http, where, request))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)

@@ -10,7 +10,7 @@ import sys
 import click
 from starlette.applications import Starlette
 
-from .common import load_settings, setup_logging
+from .common import check_accounts, load_settings, setup_logging
 
 
 def process_app() -> Starlette:
@@ -32,6 +32,7 @@ def ingest(processes: int | None) -> None:
 
     settings = load_settings()
     setup_logging(settings)
+    check_accounts(settings)
     processes = processes or settings.ingest_processes
     # The processes read their settings from the environment: the server `dlrq up` runs too.
     os.environ["DLRQ_REDIS_URL"] = settings.effective_redis_url

@@ -22,7 +22,7 @@ import click
 
 from dlrq.core.settings import get_settings
 
-from .common import setup_logging
+from .common import check_accounts, setup_logging
 from .embedded import EmbeddedServer, ServerFailed, die_with_parent, owner_alive, stop_orphan
 
 log = logging.getLogger("dlrq.up")
@@ -149,6 +149,7 @@ def up() -> None:
     """Run everything: Redis (embedded unless DLRQ_REDIS_URL is set), the ingest and one worker. Ctrl-C stops all."""
     settings = get_settings()
     setup_logging(settings)
+    check_accounts(settings)
     signals = Signals()
     env = {**os.environ}
     if settings.redis_url:

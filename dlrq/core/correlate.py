@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .receipt import API_FIELD
 from .status import FINAL, chronological, deciding_receipt, message_status
 
 HISTORY_FIELDS = ("status", "err-code", "message-timestamp", "received_at")
@@ -43,6 +44,8 @@ def render_part(message_id: str, index: int, doc: Part | None) -> dict[str, Any]
     deciding = deciding_receipt(history)
     shown = deciding or (history[-1] if history else {})
     unreadable = {"unreadable": doc["unreadable"]} if doc and "unreadable" in doc else {}
+    # A Messages API status says so, and on which channel.
+    api = {"api": shown[API_FIELD], "channel": shown.get("channel")} if shown.get(API_FIELD) else {}
     return {
         "message_id": message_id,
         "index": index,
@@ -56,6 +59,7 @@ def render_part(message_id: str, index: int, doc: Part | None) -> dict[str, Any]
             {field.replace("-", "_"): entry.get(field) for field in HISTORY_FIELDS}
             for entry in chronological(history)
         ],
+        **api,
         **unreadable,
     }
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .receipt import SMS
 from .status import FAILED
 
 RETRY = "retry"
@@ -63,6 +64,8 @@ def message_events(
         "network_code": part.get("network_code"),
         "client_ref": view.get("client_ref"),
         "to": view.get("to"),
+        # "messages": sent through the Messages API, which the `vonage` retry handler does not resend.
+        "api": part.get("api", SMS),
     }
     if err_code in temporary_codes:
         if attempt < max_attempts:

@@ -23,8 +23,13 @@ TRANSPORT_FIELDS = frozenset({"timestamp", "nonce", "sig", "api-key"})
 # What a part keeps of a receipt: the fields the contract names, and other fields (Vonage
 # adds some over time) only up to EXTRA_BYTES, so that no sender can grow a part without bound.
 CONTRACT_FIELDS = ("status", "err-code", "message-timestamp", "scts", "network-code", "price", "msisdn", "to",
-                   "client-ref")
+                   "client-ref", "messages-status")
 EXTRA_BYTES = 512
+# Which webhook a receipt came through: the SMS API's delivery receipts, or the Messages API's
+# status callbacks (dlrq.core.messages_api), whose history entries say so in API_FIELD.
+SMS, MESSAGES = "sms", "messages"
+ADAPTERS = (SMS, MESSAGES)
+API_FIELD = "api"
 
 
 class InvalidReceipt(ValueError):
@@ -42,10 +47,12 @@ class InvalidReceipt(ValueError):
 class Receipt:
     params: dict[str, str]
     received_at: str
+    adapter: str = SMS
 
     def to_record(self) -> dict[str, Any]:
-        """The recorded-receipt shape of the contract (one JSONL line)."""
-        return {"received_at": self.received_at, "params": self.params}
+        """The recorded-receipt shape of the contract (one JSONL line); `adapter` unless it is SMS."""
+        record = {"received_at": self.received_at, "params": self.params}
+        return record if self.adapter == SMS else {**record, "adapter": self.adapter}
 
     @classmethod
     def from_record(cls, record: Any) -> Receipt:
@@ -54,7 +61,10 @@ class Receipt:
         received_at = record.get("received_at")
         if not isinstance(received_at, str) or not received_at:
             raise InvalidReceipt("malformed_record", "received_at must be an ISO 8601 string")
-        return cls(params=validate(stringify(record["params"])), received_at=received_at)
+        adapter = record.get("adapter", SMS)
+        if adapter not in ADAPTERS:
+            raise InvalidReceipt("malformed_record", f"adapter must be one of {', '.join(ADAPTERS)}")
+        return cls(params=validate(stringify(record["params"])), received_at=received_at, adapter=adapter)
 
 
 def receipt_id(batch_id: str, index: int) -> str:
@@ -121,13 +131,15 @@ def validate(params: dict[str, str]) -> dict[str, str]:
 
 
 def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:
-    """Two receipts with the same key are one receipt delivered twice."""
+    """Two receipts with the same key are one receipt delivered twice (for a Messages API callback:
+    message_uuid, status as sent, timestamp and error; the same, as it is mapped)."""
     return (
         params["messageId"],
         params["status"],
         params.get("err-code", ""),
         params.get("scts", ""),
         params.get("message-timestamp", ""),
+        params.get("messages-status", ""),
     )
 
 
@@ -137,11 +149,13 @@ def history_entry(receipt: Receipt) -> dict[str, str]:
     entry = {k: params[k] for k in CONTRACT_FIELDS if k in params}
     room = EXTRA_BYTES
     for name, value in params.items():
-        if name in entry or name in TRANSPORT_FIELDS or name == "messageId":
+        if name in entry or name in TRANSPORT_FIELDS or name in ("messageId", API_FIELD):
             continue
         room -= len(name) + len(value)
         if room < 0:
             break
         entry[name] = value
+    if receipt.adapter != SMS:
+        entry[API_FIELD] = receipt.adapter
     entry["received_at"] = receipt.received_at
     return entry

@@ -32,12 +32,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=0, le=65535)
     webhook_path: str = "/webhooks/delivery-receipt"
+    message_status_path: str = "/webhooks/message-status"
     ack_status: Literal[200, 204] = 204
 
     signature_secret: SecretStr | None = None
     signature_method: Literal["md5hash", "md5", "sha1", "sha256", "sha512"] = "md5hash"
     signature_max_skew: int = Field(300, ge=1)
     api_key: str | None = None
+    # TOML: per Vonage API key, its signature method and one or two secrets (dlrq/core/accounts.py).
+    accounts_file: Path | None = None
     api_token: SecretStr | None = None
     # The web console under /console; unset means "on when DLRQ_API_TOKEN is set" (it signs in with it).
     console: bool | None = None
@@ -117,6 +120,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _paths_differ(self) -> Settings:
+        if self.webhook_path == self.message_status_path:
+            raise ValueError("DLRQ_WEBHOOK_PATH and DLRQ_MESSAGE_STATUS_PATH must differ")
+        return self
+
+    @model_validator(mode="after")
     def _wait_fits(self) -> Settings:
         if self.ack_replicas and self.ack_replica_timeout >= self.store_timeout:
             raise ValueError("DLRQ_ACK_REPLICA_TIMEOUT must be shorter than DLRQ_STORE_TIMEOUT, "
@@ -129,7 +138,7 @@ class Settings(BaseSettings):
                 for address in self.redis_sentinels]
 
     @field_validator("api_token", "signature_secret", "api_key", "webhook_secret", "vonage_api_secret",
-                     "redis_sentinel_password", mode="before")
+                     "redis_sentinel_password", "accounts_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """DLRQ_API_TOKEN= (set, but empty) must not mean "the empty token": it means no token."""

@@ -24,6 +24,8 @@ from tests.support.receivers import WebhookReceiver
 from .plan import Scale
 
 SECRET = "fault-secret"
+# Vonage signs every receipt (md5hash) and every Messages API status (a JWT) with the account's secret.
+SIGNATURE_SECRET = "fault-signature-secret-0123456789abcdef"
 WEBHOOK = "webhook"
 
 
@@ -172,6 +174,7 @@ def dlrq_processes(scale: Scale, workdir: Path, receiver: WebhookReceiver, port:
         "DLRQ_RETRY_HANDLERS": handlers, "DLRQ_WEBHOOK_URL": receiver.url,
         "DLRQ_WEBHOOK_SECRET": SECRET, "DLRQ_WEBHOOK_TIMEOUT": str(receiver.timeout),
         "DLRQ_RETRY_BACKOFF": "2", "DLRQ_FAILURE_RATE_MIN_VOLUME": str(10**9),
+        "DLRQ_SIGNATURE_SECRET": SIGNATURE_SECRET,
     })
     ingest = Process("ingest", [*DLRQ, "ingest"], env, workdir)
     # No fixed names: RQ refuses to start a worker under the name of one it has not seen die.

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from tests.support.oracle import FAILED, contract_status
+from tests.support.oracle import FAILED, MESSAGES_STATUS, contract_status
 from tests.support.receipts import receipt
 
 TEMPORARY, PERMANENT = "2", "3"  # in and out of the default DLRQ_RETRY_CODES
+MESSAGES_SHARE = 0.15  # of single-part messages, sent through the Messages API (status callbacks)
+MESSAGES_ERRORS = ("1320", "1360")  # not in DLRQ_RETRY_CODES: a permanent failure
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ FAILOVER_FULL = Scale(duration=300, rate=200, workers=3, worker_kill_every=0, dr
 class Plan:
     """What Vonage will send, and what dlrq must end with, by construction."""
 
-    receipts: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # (when, params)
+    # (when, params): an SMS receipt's parameters, or a Messages API status callback (it has message_uuid)
+    receipts: list[tuple[float, dict]] = field(default_factory=list)
     sends: list[tuple[float, dict]] = field(default_factory=list)  # (when, send response) of multi-part messages
     expected_status: dict[str, str] = field(default_factory=dict)  # logical id -> status
     expected_events: set[str] = field(default_factory=set)
@@ -48,6 +51,9 @@ def build_plan(scale: Scale, seed: int) -> Plan:
     while len(plan.receipts) < total:
         ids = [f"F{seed:04d}M{m:06d}P{p}" for p in range(rng.choices([1, 2, 3], [70, 20, 10])[0])]
         m += 1
+        if len(ids) == 1 and rng.random() < MESSAGES_SHARE:
+            message_statuses(plan, rng, f"f{seed:04d}m{m:06d}-0000-4000-8000-messagesapi", scale)
+            continue
         start = rng.uniform(0, scale.duration * 0.9)
         statuses: list[str | None] = []
         for index, part_id in enumerate(ids):
@@ -85,3 +91,30 @@ def build_plan(scale: Scale, seed: int) -> Plan:
     return plan
 
 
+
+
+def message_statuses(plan: Plan, rng: random.Random, uuid: str, scale: Scale) -> None:
+    """A message sent through the Messages API: its status callbacks, out of order too, some sent twice."""
+    start = rng.uniform(0, scale.duration * 0.9)
+    chain = [("submitted", None)] if rng.random() < 0.6 else []
+    if rng.random() < 0.08:
+        chain.append((rng.choice(["rejected", "undeliverable"]), rng.choice(MESSAGES_ERRORS)))
+        plan.expected_events.add(f"permanent_failure:{uuid}:1")
+    else:
+        chain.append(("delivered", None))
+        if rng.random() < 0.1:
+            chain.append(("read", None))
+    times = sorted(start + rng.uniform(0, 3) for _ in chain)
+    if rng.random() < 0.2:
+        times.reverse()
+    for second, ((status, error), at) in enumerate(zip(chain, times), 1):
+        doc = {"message_uuid": uuid, "to": "447700900000", "from": "ACME", "channel": "sms", "status": status,
+               "timestamp": f"2020-01-01T14:00:{second:02d}Z", "usage": {"currency": "EUR", "price": "0.0333"},
+               "destination": {"network_code": rng.choice(["23410", "23415"])}}
+        if error:
+            doc["error"] = {"type": f"https://developer.vonage.com/api-errors/messages#{error}", "title": int(error),
+                            "detail": "rejected by the carrier"}
+        plan.receipts.append((at, doc))
+        if rng.random() < 0.03:
+            plan.receipts.append((at + rng.uniform(0, 2), doc))
+    plan.expected_status[uuid] = contract_status([MESSAGES_STATUS[chain[-1][0]]])

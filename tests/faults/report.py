@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 class Report:
     seed: int
     planned: int = 0  # distinct receipts Vonage had to deliver
+    planned_statuses: int = 0  # of which Messages API status callbacks
     http_attempts: int = 0
     answers: Counter[str] = field(default_factory=Counter)
     acknowledged: int = 0
@@ -44,7 +45,8 @@ class Report:
     def render(self) -> str:
         lines = [
             f"seed {self.seed}: {'PASS' if self.ok else 'FAIL'}",
-            f"  receipts: {self.planned} to deliver, {self.http_attempts} HTTP attempts "
+            f"  receipts: {self.planned} to deliver ({self.planned_statuses} of them Messages API statuses), "
+            f"{self.http_attempts} HTTP attempts "
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.answers.items()))}); "
             f"{self.acknowledged} acknowledged, {self.not_acknowledged} never acknowledged, {len(self.lost)} lost",
             f"  messages: {len(self.wrong_status)} with a status other than the contract's",

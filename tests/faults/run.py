@@ -44,7 +44,8 @@ class Run:
         self.plan = build_plan(scale, seed)
         self.receiver = receiver
         self.cluster = cluster
-        self.report = Report(seed=seed, planned=len({dedupe_key(p) for _, p in self.plan.receipts}),
+        planned = {dedupe_key(p) for _, p in self.plan.receipts}
+        self.report = Report(seed=seed, planned=len(planned), planned_statuses=sum(k[1] == "messages" for k in planned),
                              expected_events=len(self.plan.expected_events))
         self.vonage = Vonage(self.cluster.base, self.report, seed)
         self.rng = random.Random(seed + 1)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 
 import aiohttp
 
+from ingest.signature import sign
+from tests.support.messages import token
 from tests.support.oracle import dedupe_key
 
+from .cluster import SIGNATURE_SECRET
 from .report import Report
 
 PATH = "/webhooks/delivery-receipt"
+MESSAGE_PATH = "/webhooks/message-status"
 CONNECTIONS = 64  # Vonage's concurrent deliveries to one endpoint
 
 
@@ -45,11 +50,20 @@ class Vonage:
             backoff = min(backoff * 2, 2.0)
         return False
 
-    async def _post(self, client: aiohttp.ClientSession, params: dict[str, str]) -> str:
-        """As Vonage does: GET with a query string, or POST as JSON or as a form."""
-        how = self.rng.choices(["json", "get", "form"], [60, 25, 15])[0]
+    async def _post(self, client: aiohttp.ClientSession, params: dict) -> str:
+        """As Vonage does, signed anew for each try: a receipt by GET with a query string, or POST as
+        JSON or as a form; a Messages API status as JSON with its JWT."""
+        how = "status" if "message_uuid" in params else self.rng.choices(["json", "get", "form"], [60, 25, 15])[0]
+        if how == "status":
+            body = json.dumps(params).encode()
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token(body, SIGNATURE_SECRET)}"}
+        else:
+            params = {**params, "timestamp": str(int(time.time())), "nonce": f"{self.rng.getrandbits(64):x}"}
+            params["sig"] = sign(params, SIGNATURE_SECRET, "md5hash")
         try:
-            if how == "json":
+            if how == "status":
+                request = client.post(MESSAGE_PATH, data=body, headers=headers)
+            elif how == "json":
                 request = client.post(PATH, json=params)
             elif how == "get":
                 request = client.get(PATH, params=params)

@@ -5,6 +5,9 @@ from __future__ import annotations
 FAILED = frozenset({"expired", "failed", "rejected"})
 FINAL = FAILED | {"delivered", "unknown"}
 DEDUPE_FIELDS = ("messageId", "status", "err-code", "scts", "message-timestamp")
+# The Messages API's status words, as the contract maps them onto the status rules.
+MESSAGES_STATUS = {"submitted": "accepted", "delivered": "delivered", "read": "delivered", "rejected": "rejected",
+                   "undeliverable": "failed"}
 
 
 def contract_status(part_statuses: list[str | None]) -> str:
@@ -18,14 +21,22 @@ def contract_status(part_statuses: list[str | None]) -> str:
     return "pending"
 
 
-def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:
-    """Two receipts with the same key are one receipt delivered twice."""
+def dedupe_key(params: dict) -> tuple[str, ...]:
+    """Two receipts with the same key are one receipt delivered twice: for a Messages API status
+    callback (whose timestamps here are whole seconds, `...T14:00:05Z`), the same message_uuid,
+    status, timestamp and error."""
+    if "message_uuid" in params:
+        error = params.get("error") or {}
+        return (params["message_uuid"], "messages", params["status"], params["timestamp"][:19].replace("T", " "),
+                str(error.get("title", "")))
     return tuple(params.get(k, "") for k in DEDUPE_FIELDS)
 
 
 def history_keys(part_id: str, history: list[dict[str, str]]) -> set[tuple[str, ...]]:
     """The dedupe keys of a part's stored history (which keeps every field but messageId)."""
-    return {dedupe_key({**entry, "messageId": part_id}) for entry in history}
+    return {(part_id, "messages", entry["messages-status"], entry.get("message-timestamp", ""),
+             entry.get("err-code", "")) if entry.get("api") == "messages"
+            else dedupe_key({**entry, "messageId": part_id}) for entry in history}
 
 
 RANK = {"accepted": 1, "buffered": 2, "unknown": 3, "delivered": 4, "expired": 4, "failed": 4, "rejected": 4}

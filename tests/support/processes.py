@@ -44,6 +44,14 @@ def spawn(command: str, env: dict[str, str], *args: str, **popen: object) -> sub
     return subprocess.Popen([*DLRQ, command, *args], env=env, start_new_session=True, **popen)  # type: ignore[call-overload]
 
 
+def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """SIGTERM all at once (they stop side by side), then wait for each."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=timeout)
+
+
 def dlrq(env: dict[str, str], *args: str, check: bool = True, **run: object) -> subprocess.CompletedProcess[str]:
     """Run a `dlrq` command to its end; its output as text."""
     return subprocess.run([*DLRQ, *args], env=env, capture_output=True, text=True, check=check, **run)  # type: ignore[call-overload]

@@ -16,7 +16,7 @@
 -- part (not JSON, not an object, another type of key) is left alone and its receipts are
 -- reported, so one bad record can neither stop the batch half-applied nor be overwritten.
 -- A receipt equal to one the part already holds (same status, err-code, scts,
--- message-timestamp) is a resend: it changes nothing. A part that holds the most receipts or
+-- message-timestamp, and the Messages API's own status word) is a resend: it changes nothing. A part that holds the most receipts or
 -- bytes it may drops any new one (counted). The counters count new receipts, resends, dropped
 -- ones, the batch, and each change of a part's status by the contract's rules.
 -- Returns {outcomes, windows, bad}: outcomes holds, in order, 1 for each new receipt, 0 for a
@@ -38,6 +38,7 @@ local function same(a, b)
     and (a['err-code'] or '') == (b['err-code'] or '')
     and (a.scts or '') == (b.scts or '')
     and (a['message-timestamp'] or '') == (b['message-timestamp'] or '')
+    and (a['messages-status'] or '') == (b['messages-status'] or '')
 end
 
 -- Whether a receipt arriving after b decides over it: a higher rank, or the same rank and
