@@ -16,8 +16,8 @@
 -- part (not JSON, not an object, another type of key) is left alone and its receipts are
 -- reported, so one bad record can neither stop the batch half-applied nor be overwritten.
 -- A receipt equal to one the part already holds (same status, err-code, scts,
--- message-timestamp, and the Messages API's own status word) is a resend: it changes nothing. A part that holds the most receipts or
--- bytes it may drops any new one (counted). The counters count new receipts, resends, dropped
+-- message-timestamp, and the Messages API's own status word) is a resend: it changes nothing.
+-- A part that holds the most receipts or bytes it may drops any new one (counted). The counters count new receipts, resends, dropped
 -- ones, the batch, and each change of a part's status by the contract's rules.
 -- Returns {outcomes, windows, bad}: outcomes holds, in order, 1 for each new receipt, 0 for a
 -- resend, 2 for a dropped one and -1 for one whose part record is bad, so running a batch again
@@ -135,7 +135,7 @@ for i = 1, n do
         -- A part nobody registered, first heard of: found by its client-ref (a registered one is
         -- found through its message, indexed when it was registered).
         redis.call('ZADD', ARGV[base + 6], tonumber(ARGV[base + 4]), key)
-        redis.call('EXPIRE', ARGV[base + 6], A.ttl)
+        an_keep(A, ARGV[base + 6])
       end
       local decides_now = rank[entry.status] and (deciding == nil or decides(entry, deciding))
       if decides_now and (deciding == nil or entry.status ~= deciding.status) then
@@ -167,6 +167,9 @@ end
 
 for key in pairs(dirty) do
   redis.call('SET', key, cjson.encode(parts[key]), 'EX', ttl)
+end
+if A then
+  an_flush(A)
 end
 
 redis.call('HINCRBY', counters, f_batches, 1)

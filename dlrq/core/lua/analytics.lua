@@ -5,6 +5,8 @@
 --  refs (prefix of each hour's set of client-refs), max_refs, ttl, sep, none, other, unknown,
 --  final, err, cost, sub, res, lat (metric names), bounds (latency histogram), outcomes and
 --  latency (the Prometheus counters' hashes), outcomes_final (the final statuses)}.
+-- Counts are summed in the call and written by an_flush at its end: a batch's receipts mostly
+-- share their hour and their networks, so a batch costs a few HINCRBYs, not a few per receipt.
 
 local function an_config(json)
   if json == '' then
@@ -15,7 +17,42 @@ local function an_config(json)
   for _, status in ipairs(A.outcomes_final) do
     A.is_final[status] = true
   end
+  A.sums, A.summed = {}, {}  -- key -> field -> count, and the keys in the order first counted
+  A.expiring, A.expired = {}, {}  -- keys kept as long as analytics, and that order
+  A.members, A.full = {}, {}  -- client-ref sets: members known in this call, sets found full
   return A
+end
+
+-- Let a key live as long as analytics (once per call, in an_flush).
+local function an_keep(A, key)
+  if not A.expiring[key] then
+    A.expiring[key] = true
+    A.expired[#A.expired + 1] = key
+  end
+end
+
+local function an_add(A, key, field, n)
+  local fields = A.sums[key]
+  if fields == nil then
+    fields = {}
+    A.sums[key] = fields
+    A.summed[#A.summed + 1] = key
+  end
+  fields[field] = (fields[field] or 0) + n
+end
+
+-- Write what the call counted.
+local function an_flush(A)
+  for _, key in ipairs(A.summed) do
+    for field, n in pairs(A.sums[key]) do
+      if n ~= 0 then
+        redis.call('HINCRBY', key, field, n)
+      end
+    end
+  end
+  for _, key in ipairs(A.expired) do
+    redis.call('EXPIRE', key, A.ttl)
+  end
 end
 
 -- The value a client-ref counts under in that hour: itself among the first max_refs of the hour,
@@ -25,13 +62,23 @@ local function an_ref(A, hour, ref, look)
     return A.none
   end
   local set = A.refs .. hour
-  if redis.call('SISMEMBER', set, ref) == 1 then
+  local members = A.members[set]
+  if members == nil then
+    members = {}
+    A.members[set] = members
+  end
+  if members[ref] or redis.call('SISMEMBER', set, ref) == 1 then
+    members[ref] = true
     return ref
   end
-  if not look and redis.call('SCARD', set) < A.max_refs then
-    redis.call('SADD', set, ref)
-    redis.call('EXPIRE', set, A.ttl)
-    return ref
+  if not look and not A.full[set] then
+    if redis.call('SCARD', set) < A.max_refs then
+      redis.call('SADD', set, ref)
+      an_keep(A, set)
+      members[ref] = true
+      return ref
+    end
+    A.full[set] = true
   end
   return A.other
 end
@@ -49,9 +96,9 @@ local function an_count(A, hour, dims, metrics, n)
       end
       local key = prefix .. hour
       for _, metric in ipairs(metrics) do
-        redis.call('HINCRBY', key, value .. A.sep .. metric[1], metric[2] * n)
+        an_add(A, key, value .. A.sep .. metric[1], metric[2] * n)
       end
-      redis.call('EXPIRE', key, A.ttl)
+      an_keep(A, key)
     end
   end
 end
@@ -67,7 +114,7 @@ local function an_outcome(A, hour, receipt, n)
   end
   an_count(A, hour, dims, metrics, n)
   if n > 0 then
-    redis.call('HINCRBY', A.outcomes, (receipt['network-code'] or A.none) .. A.sep .. receipt.status, 1)
+    an_add(A, A.outcomes, (receipt['network-code'] or A.none) .. A.sep .. receipt.status, 1)
   end
 end
 
@@ -89,6 +136,6 @@ local function an_resolved(A, reg, epoch)
   local dims = {network = reg.n, country = reg.c, client_ref = reg.r, err_code = false}
   an_count(A, reg.h, dims, {{A.res, 1}, {A.lat .. bucket, 1}}, 1)
   local network = (reg.n ~= nil and reg.n ~= '') and reg.n or A.none
-  redis.call('HINCRBY', A.latency, network .. A.sep .. bucket, 1)
-  redis.call('HINCRBY', A.latency, network .. A.sep .. 'sum', math.floor(seconds * 1000))
+  an_add(A, A.latency, network .. A.sep .. bucket, 1)
+  an_add(A, A.latency, network .. A.sep .. 'sum', math.floor(seconds * 1000))
 end

@@ -52,7 +52,7 @@ for i = 4, owners_end do
 end
 if A and ref_index ~= '' then
   redis.call('ZADD', ref_index, now, KEYS[1])
-  redis.call('EXPIRE', ref_index, A.ttl)
+  an_keep(A, ref_index)
 end
 if A then
   for j = 1, submitted do
@@ -71,6 +71,7 @@ if A then
       end
     end
   end
+  an_flush(A)
 end
 redis.call('ZADD', KEYS[2], deadline, id)
 redis.call('ZADD', KEYS[3], now, id)
