@@ -44,13 +44,14 @@ def run_ingest(name: str, argv: list[str], env: dict[str, str], queue: str | Non
     port = free_port()
     argv = [str(port) if a == "0" else a for a in argv]
     env = {**env, "PORT": str(port), "DLRQ_PORT": str(port)}
+    jobs_before = client.llen(queue_key(queue)) if queue is not None else 0
     with process(argv, env, SERVER_CORE, port):
         warm_up = wrk(port, 2, tag=tag + 1)
         with measure_cost(client) as cost:
             load = wrk(port, seconds, tag=tag)
     result = {"design": name, **asdict(load), "rps": load.rps, "stored": warm_up.ok + load.ok}
     if queue is not None:
-        result["receipts_per_job"] = result["stored"] / client.llen(queue_key(queue))
+        result["receipts_per_job"] = result["stored"] / (client.llen(queue_key(queue)) - jobs_before)
     if load.ok:
         result["commands_per_receipt"] = cost[0].commands / load.ok
         result["round_trips_per_receipt"] = cost[0].round_trips / load.ok
