@@ -28,6 +28,7 @@ from ingest.enqueue import BatchEnqueuer
 from tests.support.processes import dlrq, dlrq_env, eventually, spawn
 from tests.support.queues import drain, queue_of
 from tests.support.receipts import receipt
+from workers.recovery import abandoned
 
 pytestmark = [pytest.mark.integration]
 PATH = "/webhooks/delivery-receipt"
@@ -219,5 +220,6 @@ def test_a_killed_workers_job_runs_again_at_once_without_spending_a_retry(privat
         assert took < 3 + 5 + 1 + 3, f"{took:.1f} s: job timeout, margin, maintenance, start-up"
         job.refresh()
         assert job.retries_left == 3, "being abandoned is not a failure: no retry step spent"
+        assert abandoned(job) == 1, "the job says it was abandoned once (dlrq_abandoned in its meta)"
     finally:
         rescuer.stop()

@@ -20,12 +20,18 @@ from rq.utils import current_timestamp, parse_composite_key
 
 log = logging.getLogger("dlrq.worker")
 MAX_ABANDONED = 5
-# Job meta field: how many times a run of the job was cut short.
+# Job meta fields: how many times a run of the job was cut short, and of those how many times
+# because its worker died (the rest: Redis cut it off).
 CUT_SHORT = "dlrq_cut_short"
+ABANDONED = "dlrq_abandoned"
 
 
 def cut_short(job: Job) -> int:
     return int(job.meta.get(CUT_SHORT, 0))
+
+
+def abandoned(job: Job) -> int:
+    return int(job.meta.get(ABANDONED, 0))
 
 
 def requeue_now(job: Job, queue: Queue, pipeline: Pipeline) -> None:
@@ -48,6 +54,7 @@ def rerun_abandoned(queue: Queue) -> list[str]:
         if job.get_status(refresh=False) != JobStatus.STARTED or cut_short(job) >= MAX_ABANDONED:
             continue  # RQ's own clean-up takes it from here
         if connection.zrem(registry.key, composite):  # one worker wins the job
+            job.meta[ABANDONED] = abandoned(job) + 1
             with connection.pipeline() as pipe:
                 requeue_now(job, queue, pipe)
                 pipe.execute()
