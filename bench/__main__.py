@@ -68,9 +68,6 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as copy, replica_of(client, port, Path(copy)):
             results["ingest"].append(run_ingest(DLRQ_INGEST_REPLICATED, argv, {**env, "DLRQ_ACK_REPLICAS": "1"},
                                                 queue, client, args.seconds, 95))
-        print("ingest: dlrq ingest without its console ...", flush=True)
-        results["ingest"].append(run_ingest(DLRQ_INGEST_NO_CONSOLE, argv, {**env, "DLRQ_CONSOLE": "false"},
-                                            queue, client, args.seconds, 97))
         by_name = {r["design"]: r for r in results["ingest"]}
         if args.ingest_only:
             for r in results["ingest"]:

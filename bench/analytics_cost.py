@@ -32,17 +32,23 @@ COUNTRIES = ["44", "33", "49", "1415", "34", "39", "31", "46", "47", "45", "48",
              "82", "91", "55", "52"]
 
 
+ON, OFF = "dlrq worker, analytics on", "dlrq worker, analytics off"
+
+
 def worker_rates(url: str, client: redis.Redis, receipts: int, cap: float) -> list[dict[str, Any]]:
-    """One pinned worker draining the same backlog with analytics on, then off."""
-    rows = []
-    for tag, (name, extra) in enumerate((("dlrq worker, analytics on", {}),
-                                         ("dlrq worker, analytics off", {"DLRQ_ANALYTICS_RETENTION": "0"}))):
+    """One pinned worker draining the same backlog with analytics on and off, in the order on, off,
+    off, on, each kept at its better run: the machine's drift over a minute is as large as the
+    difference measured."""
+    best: dict[str, dict[str, Any]] = {}
+    for tag, name in enumerate((ON, OFF, OFF, ON)):
         client.flushdb()
         fill(url, receipts, 3000 + tag)
-        env = {"DLRQ_REDIS_URL": url, **extra}
-        rows.append(drain(name, [python(), "-m", "dlrq", "worker"], env, client, "dlrq", BATCH, cap))
+        env = {"DLRQ_REDIS_URL": url, **({} if name == ON else {"DLRQ_ANALYTICS_RETENTION": "0"})}
+        row = drain(name, [python(), "-m", "dlrq", "worker"], env, client, "dlrq", BATCH, cap)
+        if name not in best or row["receipts_per_s"] > best[name]["receipts_per_s"]:
+            best[name] = row
     client.flushdb()
-    return rows
+    return [best[ON], best[OFF]]
 
 
 def thirty_days(url: str) -> dict[str, Any]:
