@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import redis
+from redis.sentinel import Sentinel
 
 from dlrq.cli.embedded import binary
 
@@ -164,9 +165,20 @@ class Group:
         return next(n for n in self.data_nodes if n.port == port)
 
     def wait_new_primary(self, old_port: int, timeout: float = 30) -> Node:
-        eventually(lambda: self.primary_port() != old_port and self.node(self.primary_port()).role() == "master",
+        """Until a client can find the promoted replica. A sentinel names it in get-master-addr-by-name
+        as soon as it promotes it, but its SENTINEL MASTERS (what redis-py asks) shows the old primary,
+        down, until the failover ends: in between, a client finds no primary at all."""
+        eventually(lambda: self.primary_port() != old_port and self.node(self.primary_port()).role() == "master"
+                   and self._discovered_port() == self.primary_port(),
                    timeout, "a replica to be promoted", pause=0.1)
         return self.node(self.primary_port())
+
+    def _discovered_port(self) -> int | None:
+        addresses = [("127.0.0.1", s.port) for s in self.sentinels]
+        try:
+            return int(Sentinel(addresses, socket_timeout=1).discover_master(MASTER)[1])
+        except redis.RedisError:
+            return None
 
     def stop(self) -> None:
         for node in self.nodes:
