@@ -18,8 +18,16 @@ from dlrq.cli.embedded import embedded_server
 from .analytics_cost import thirty_days, worker_rates
 from .ceiling import ceiling
 from .harness import ROOT
-from .replica import replica_of
-from .report import BARE, DLRQ_INGEST, DLRQ_INGEST_ALWAYS, DLRQ_INGEST_NO_CONSOLE, DLRQ_INGEST_REPLICATED, markdown
+from .replica import replica_of, with_and_without_wait
+from .report import (
+    BARE,
+    DLRQ_INGEST,
+    DLRQ_INGEST_ALWAYS,
+    DLRQ_INGEST_NO_CONSOLE,
+    DLRQ_INGEST_REPLICA,
+    DLRQ_INGEST_REPLICATED,
+    markdown,
+)
 from .run import ingest_designs, memory_per_message, run_ingest, run_workers, sustained
 
 
@@ -63,11 +71,10 @@ def main() -> None:
             with redis.Redis.from_url(always_url) as strict_client:
                 results["ingest"].append(run_ingest(DLRQ_INGEST_ALWAYS, argv, {**env, "DLRQ_REDIS_URL": always_url},
                                                     queue, strict_client, args.seconds, 90))
-        print("ingest: dlrq ingest acknowledging what a replica has (DLRQ_ACK_REPLICAS=1) ...", flush=True)
+        print("ingest: dlrq ingest beside a local replica, DLRQ_ACK_REPLICAS=0 and 1 alternately ...", flush=True)
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         with tempfile.TemporaryDirectory() as copy, replica_of(client, port, Path(copy)):
-            results["ingest"].append(run_ingest(DLRQ_INGEST_REPLICATED, argv, {**env, "DLRQ_ACK_REPLICAS": "1"},
-                                                queue, client, args.seconds, 95))
+            results["ingest"] += with_and_without_wait(argv, env, queue, client, args.seconds)
         by_name = {r["design"]: r for r in results["ingest"]}
         if args.ingest_only:
             for r in results["ingest"]:
@@ -76,7 +83,8 @@ def main() -> None:
             return
         print("workers ...", flush=True)
         # The backlog: what every dlrq row on this server stored (the `always` row had its own).
-        backlog = sum(by_name[name]["stored"] for name in (DLRQ_INGEST, DLRQ_INGEST_REPLICATED, DLRQ_INGEST_NO_CONSOLE))
+        dlrq_rows = (DLRQ_INGEST, DLRQ_INGEST_REPLICA, DLRQ_INGEST_REPLICATED, DLRQ_INGEST_NO_CONSOLE)
+        backlog = sum(by_name[name]["stored"] for name in dlrq_rows)
         results["workers"] = run_workers(url, client, backlog, args.cap)
         client.flushdb()
         print("end to end ...", flush=True)

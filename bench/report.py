@@ -6,7 +6,8 @@ from typing import Any
 
 DLRQ_INGEST = "dlrq ingest"
 DLRQ_INGEST_ALWAYS = "dlrq ingest, appendfsync always"
-DLRQ_INGEST_REPLICATED = "dlrq ingest, DLRQ_ACK_REPLICAS=1 (local replica)"
+DLRQ_INGEST_REPLICA = "dlrq ingest, local replica, DLRQ_ACK_REPLICAS=0"
+DLRQ_INGEST_REPLICATED = "dlrq ingest, local replica, DLRQ_ACK_REPLICAS=1"
 DLRQ_INGEST_NO_CONSOLE = "dlrq ingest, console off (DLRQ_CONSOLE=false)"
 BARE = "bare Starlette (parse, 204)"
 EXPRESS = "Vonage docs' Express sample"
@@ -38,8 +39,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         cost = 1 - ingest[DLRQ_INGEST_ALWAYS]["rps"] / dlrq["rps"]
         rows.append(("appendfsync always costs the ingest (vs everysec)", f"{cost:.0%}", "measured"))
     if DLRQ_INGEST_REPLICATED in ingest:
+        cost = 1 - ingest[DLRQ_INGEST_REPLICATED]["rps"] / ingest[DLRQ_INGEST_REPLICA]["rps"]
+        rows.append(("DLRQ_ACK_REPLICAS=1 costs the ingest ≤ 15% (same replica, =1 vs =0)", f"{cost:.0%}",
+                     check(cost <= 0.15)))
         cost = 1 - ingest[DLRQ_INGEST_REPLICATED]["rps"] / dlrq["rps"]
-        rows.append(("DLRQ_ACK_REPLICAS=1 costs the ingest ≤ 15%", f"{cost:.0%}", check(cost <= 0.15)))
+        rows.append(("a replica on this machine and DLRQ_ACK_REPLICAS=1 cost (vs no replica)", f"{cost:.0%}",
+                     "measured"))
     if DLRQ_INGEST_NO_CONSOLE in ingest:
         cost = 1 - dlrq["rps"] / ingest[DLRQ_INGEST_NO_CONSOLE]["rps"]
         rows.append(("the console costs the webhook (on vs off), within noise (±5%)", f"{cost:+.0%}",

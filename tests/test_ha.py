@@ -7,6 +7,7 @@ import json
 import signal
 import time
 from datetime import datetime, timedelta, timezone
+from hashlib import sha1
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from rq.serializers import JSONSerializer
 from starlette.testclient import TestClient
 
 from dlrq.core import connect, keys
+from dlrq.core.calls import NotReplicated, Script, run
 from dlrq.core.settings import Settings
 from ingest.app import create_app
 from tests.support.ha import Group
@@ -71,6 +73,26 @@ def test_a_receipt_is_acknowledged_only_once_a_replica_has_it(pair):
             assert c.post(PATH, json=receipt("R5", "delivered", 5)).status_code == 204
     finally:
         replica.signal(signal.SIGCONT)
+
+
+def test_a_write_counts_only_once_a_replica_confirms_it_even_when_its_script_is_sent_again(pair):
+    """The script cache is not replicated: a promoted replica answers NOSCRIPT, the script is sent
+    whole, and that second attempt is the write WAIT must confirm."""
+    source = b"return redis.call('INCR', KEYS[1])"
+    count = Script(source, sha1(source).hexdigest())
+    [replica] = pair.replicas
+    with pair.primary.client() as primary, replica.client() as copy:
+        primary.script_flush()
+        assert run(primary, count(["dlrq-test:count"], []), replicas=1, timeout=0.5) == 1
+        assert copy.get("dlrq-test:count") == b"1"  # there before the call returned
+        replica.signal(signal.SIGSTOP)
+        primary.script_flush()
+        try:
+            with pytest.raises(NotReplicated, match="0 of 1 replicas"):
+                run(primary, count(["dlrq-test:count"], []), replicas=1, timeout=0.3)
+        finally:
+            replica.signal(signal.SIGCONT)
+        assert run(primary, count(["dlrq-test:count"], []), replicas=0) == 3
 
 
 def test_every_part_follows_a_failover_through_the_sentinels_without_a_restart(group, tmp_path):

@@ -5,8 +5,9 @@ A store operation is a generator: it yields each command it needs and receives t
 and answered with the list of their replies. `run` drives it on a blocking client,
 `arun` on an asyncio one; nothing else in dlrq needs to exist twice.
 
-With `replicas`, the operation runs on one connection and is followed on it by `WAIT`: it
-counts as done only once that many replicas have every write it made (else NotReplicated).
+With `replicas`, each command goes with a `WAIT` in the same pipeline (one connection, one
+round trip): the operation counts as done only once that many replicas have every write it
+made (else NotReplicated).
 """
 
 from __future__ import annotations
@@ -36,21 +37,31 @@ def _confirmed(confirmed: int, replicas: int, timeout: float) -> None:
 
 
 def run(client: redis.Redis, steps: Steps[T], replicas: int = 0, timeout: float = 0.5) -> T:
-    if not replicas:
-        return _run(client, steps)
-    with client.client() as single:  # WAIT counts the writes of its own connection
-        result = _run(single, steps)
-        _confirmed(single.execute_command("WAIT", replicas, int(timeout * 1000)), replicas, timeout)
-    return result
+    return _run(client, replicated(steps, replicas, timeout) if replicas else steps)
 
 
 async def arun(client: aioredis.Redis, steps: Steps[T], replicas: int = 0, timeout: float = 0.5) -> T:
-    if not replicas:
-        return await _arun(client, steps)
-    async with client.client() as single:
-        result = await _arun(single, steps)
-        _confirmed(await single.execute_command("WAIT", replicas, int(timeout * 1000)), replicas, timeout)
-    return result
+    return await _arun(client, replicated(steps, replicas, timeout) if replicas else steps)
+
+
+def replicated(steps: Steps[T], replicas: int, timeout: float) -> Steps[T]:
+    """`steps` with each command followed by WAIT on its connection (WAIT counts the writes of its
+    own connection, and a pipeline's commands share one)."""
+    wait = ("WAIT", replicas, int(timeout * 1000))
+    reply: Any = None
+    error: ResponseError | None = None
+    while True:
+        try:
+            call = steps.throw(error) if error else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        try:
+            *replies, confirmed = yield [*call, wait] if isinstance(call, list) else [call, wait]
+        except ResponseError as exc:
+            reply, error = None, exc
+            continue
+        _confirmed(confirmed, replicas, timeout)
+        reply, error = (replies if isinstance(call, list) else replies[0]), None
 
 
 def _run(client: redis.Redis, steps: Steps[T]) -> T:
