@@ -95,6 +95,35 @@ def test_a_write_counts_only_once_a_replica_confirms_it_even_when_its_script_is_
         assert run(primary, count(["dlrq-test:count"], []), replicas=0) == 3
 
 
+class Interrupted(Exception):
+    pass
+
+
+def interrupt(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def test_a_command_cut_short_never_leaves_its_answer_to_the_next_one(tmp_path):
+    """A job timeout (SIGALRM, as RQ's) interrupting a worker that waits for an answer: the next
+    command through the sentinels must get its own answer, not the late one."""
+    group = Group(tmp_path, replicas=0, sentinels=1, min_replicas_to_write=0)
+    group.start()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        client = connect.client(Settings(redis_sentinels=group.sentinel_addresses))
+        client.set("dlrq-test:value", "mine")
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            client.blpop(["dlrq-test:empty"], timeout=1)  # answers nil after 1 s
+        assert client.get("dlrq-test:value") == b"mine"
+        time.sleep(1)
+        assert client.get("dlrq-test:value") == b"mine"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        group.stop()
+
+
 def test_every_part_follows_a_failover_through_the_sentinels_without_a_restart(group, tmp_path):
     env = dlrq_env(None, DLRQ_REDIS_SENTINELS=group.sentinel_addresses, DLRQ_ACK_REPLICAS="1",
                    DLRQ_LOG_FORMAT="text", DLRQ_MAINTENANCE_INTERVAL="1",

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from .settings import Settings
 
@@ -43,8 +43,25 @@ def client(settings: Settings) -> redis.Redis:
     timeouts = {"socket_connect_timeout": 5, "socket_timeout": ANSWER_TIMEOUT, "retry": Retry(NoBackoff(), 1)}
     if settings.redis_sentinels:
         sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=_sentinel_kwargs(settings))
-        return sentinel.master_for(settings.redis_master, **_server_kwargs(settings), **timeouts)
+        kwargs = _server_kwargs(settings)
+        kwargs["connection_class"] = SentinelTLSConnection if kwargs.pop("ssl", False) else SentinelConnection
+        return sentinel.master_for(settings.redis_master, **kwargs, **timeouts)
     return redis.Redis.from_url(settings.effective_redis_url, **timeouts)
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """Closed when a read is cut short, as every other redis-py connection is. redis-py's own
+    sentinel-managed one stays open (its `disconnect_on_error` defaults to False), so when a job's
+    timeout interrupts a worker waiting on a frozen primary, the late reply stays in the socket
+    and is read, once the primary wakes, as the answer to the next command sent on it."""
+
+    def read_response(self, disable_decoding: bool = False, *, disconnect_on_error: bool | None = True,
+                      **kwargs: Any) -> Any:
+        return super().read_response(disable_decoding, disconnect_on_error=disconnect_on_error, **kwargs)
+
+
+class SentinelTLSConnection(SentinelConnection, SSLConnection):
+    pass
 
 
 def _server_kwargs(settings: Settings) -> dict[str, Any]:
