@@ -252,5 +252,7 @@ def run_worker(settings: Settings, burst: bool = False, name: str | None = None)
         try:
             return worker.work(burst=burst, logging_level=rq_level)
         except redis.RedisError as exc:
-            if not is_transient(exc) or not worker.health.wait(exc):
+            if not is_transient(exc):
+                raise  # with its traceback, and exit status 1 for the supervisor, never a silent stop
+            if not worker.health.wait(exc):
                 return False
