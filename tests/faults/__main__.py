@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import __doc__ as about
+from .cluster import Topology
 from .plan import FAILOVER_FULL, FAILOVER_SHORT, FULL, SHORT
 from .run import runs
 
@@ -20,6 +21,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="copy each run's process logs and data here")
     parser.add_argument("--failover", action="store_true",
                         help="the failover edition: a primary, two replicas, three sentinels")
+    parser.add_argument("--replicas", type=int, default=2, help="the failover edition's replicas")
     parser.add_argument("--ack-replicas", type=int, default=1,
                         help="DLRQ_ACK_REPLICAS of the failover edition (0 shows what it is for)")
     parser.add_argument("--min-replicas-to-write", type=int, default=1,
@@ -29,8 +31,8 @@ def main() -> int:
     scale = {(False, False): SHORT, (True, False): FULL, (False, True): FAILOVER_SHORT,
              (True, True): FAILOVER_FULL}[(args.full, args.failover)]
     failed = 0
-    for report in runs(scale, [args.seed + i for i in range(args.runs)], args.keep, edition, args.ack_replicas,
-                       args.min_replicas_to_write):
+    topology = Topology(args.replicas, args.ack_replicas, args.min_replicas_to_write)
+    for report in runs(scale, [args.seed + i for i in range(args.runs)], args.keep, edition, topology):
         print(report.render(), flush=True)
         failed += not report.ok
     print(f"{args.runs - failed} of {args.runs} runs passed")

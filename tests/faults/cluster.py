@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -117,14 +118,22 @@ class Cluster:
             process.supervise()
 
 
+@dataclass(frozen=True)
+class Topology:
+    """The failover edition's group and how dlrq uses it."""
+
+    replicas: int = 2
+    ack_replicas: int = 1  # DLRQ_ACK_REPLICAS
+    min_replicas_to_write: int = 1  # Valkey's
+
+
 class ReplicatedCluster:
-    """A primary, two replicas and three sentinels (down-after 2 s); one ingest and `workers` workers
+    """A primary, its replicas and three sentinels (down-after 2 s); one ingest and `workers` workers
     that find the primary through the sentinels, acknowledging once `ack_replicas` replicas have a batch."""
 
-    def __init__(self, scale: Scale, workdir: Path, receiver: WebhookReceiver, ack_replicas: int = 1,
-                 min_replicas_to_write: int = 1) -> None:
-        self.group = Group(workdir, replicas=2, sentinels=3, down_after_ms=2000,
-                           min_replicas_to_write=min_replicas_to_write)
+    def __init__(self, scale: Scale, workdir: Path, receiver: WebhookReceiver, topology: Topology) -> None:
+        self.group = Group(workdir, replicas=topology.replicas, sentinels=3, down_after_ms=2000,
+                           min_replicas_to_write=topology.min_replicas_to_write)
         self.ingest_port = free_port()
         self.base = f"http://127.0.0.1:{self.ingest_port}"
         self.settings = Settings(redis_sentinels=self.group.sentinel_addresses)
@@ -134,7 +143,7 @@ class ReplicatedCluster:
         self.calls_file.touch()
         self.ingest, self.workers = dlrq_processes(scale, workdir, receiver, self.ingest_port, self.probe,
                                                    DLRQ_REDIS_SENTINELS=self.group.sentinel_addresses,
-                                                   DLRQ_ACK_REPLICAS=str(ack_replicas),
+                                                   DLRQ_ACK_REPLICAS=str(topology.ack_replicas),
                                                    **{CALLS_FILE: str(self.calls_file)})
 
     @property

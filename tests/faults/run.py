@@ -30,7 +30,7 @@ from tests.support.receipts import receipt
 from tests.support.receivers import WebhookReceiver
 from workers.recovery import abandoned
 
-from .cluster import SECRET, WEBHOOK, Cluster, ReplicatedCluster
+from .cluster import SECRET, WEBHOOK, Cluster, ReplicatedCluster, Topology
 from .plan import Scale, build_plan
 from .report import Report
 from .vonage import CONNECTIONS, Vonage
@@ -241,14 +241,14 @@ def _abandoned(client: redis.Redis, job_id: str) -> bool:
 
 
 def run_once(scale: Scale, seed: int, keep: Path | None = None, edition: str = "standalone",
-             ack_replicas: int = 1, min_replicas_to_write: int = 1) -> Report:
+             topology: Topology = Topology()) -> Report:
     from .failover import FailoverRun
     from .standalone import StandaloneRun
 
     workdir = Path(tempfile.mkdtemp(prefix=f"dlrq-faults-{edition}-"))
     receiver = WebhookReceiver(SECRET, timeout=1.0)
     if edition == "failover":
-        cluster = ReplicatedCluster(scale, workdir, receiver, ack_replicas, min_replicas_to_write)
+        cluster = ReplicatedCluster(scale, workdir, receiver, topology)
         run: Run = FailoverRun(scale, seed, cluster, receiver)
     else:
         run = StandaloneRun(scale, seed, Cluster(scale, workdir, receiver), receiver)
@@ -263,6 +263,6 @@ def run_once(scale: Scale, seed: int, keep: Path | None = None, edition: str = "
 
 
 def runs(scale: Scale, seeds: list[int], keep: Path | None = None, edition: str = "standalone",
-         ack_replicas: int = 1, min_replicas_to_write: int = 1) -> Iterator[Report]:
+         topology: Topology = Topology()) -> Iterator[Report]:
     for seed in seeds:
-        yield run_once(scale, seed, keep, edition, ack_replicas, min_replicas_to_write)
+        yield run_once(scale, seed, keep, edition, topology)
