@@ -45,6 +45,10 @@ class Process:
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=self.log,
                                      start_new_session=True)
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
     def signal(self, sig: int) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)

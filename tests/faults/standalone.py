@@ -8,11 +8,13 @@ import signal
 import time
 
 import redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import as_text, parse_composite_key
 
 from .run import QUEUES, Run
 
@@ -65,21 +67,26 @@ class StandaloneRun(Run):
         while time.monotonic() < t0 + self.scale.duration - self.scale.worker_kill_every:
             await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.scale.worker_kill_every)
             worker = self.rng.choice(self.cluster.workers)
-            held = await asyncio.to_thread(self._held_jobs)
+            held = await asyncio.to_thread(self._held_jobs, worker.pid)
             killed = time.monotonic()
             worker.kill()
             await asyncio.sleep(0.5)
             worker.start()
             self.recoveries.append(asyncio.create_task(self._jobs_done(held, killed)))
 
-    def _held_jobs(self) -> list[str]:
-        """Batches taken and not finished: one of them may be the killed worker's. (A handler job's
-        recovery shows in its event's delivery, and its RQ retry backoff would hide it here.)"""
+    def _held_jobs(self, pid: int) -> list[str]:
+        """The batches the worker with this pid has started and not finished, and any batch taken from
+        the queue and not started yet (whose taker is unknown). (A handler job's recovery shows in its
+        event's delivery, and its RQ retry backoff would hide it here.)"""
         try:
             with self.cluster.client() as client:
                 queue = Queue(QUEUES[0], connection=client, serializer=JSONSerializer)
-                taken = client.lrange(f"{queue.key}:intermediate", 0, -1)
-                return StartedJobRegistry(queue=queue).get_job_ids() + [i.decode() for i in taken]
+                started = set(StartedJobRegistry(queue=queue).get_job_ids())
+                running = [parse_composite_key(as_text(key))[0]
+                           for worker in Worker.all(connection=client) if worker.pid == pid
+                           for key in client.smembers(WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker.name))]
+                taken = [as_text(job_id) for job_id in client.lrange(f"{queue.key}:intermediate", 0, -1)]
+                return [j for j in running if j in started] + [j for j in taken if j not in started]
         except redis.RedisError:
             return []
 
