@@ -129,24 +129,29 @@ def test_a_dead_schedulers_lock_is_released_and_a_live_ones_is_kept(settings, r)
     assert r.get(SCHEDULER_LOCKING_KEY_TEMPLATE % "q-live") == b"live"
 
 
-def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds(settings, r):
-    """Its worker took it and died before starting it; RQ alone would wait a minute."""
+def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds_without_spending_a_retry(settings, r):
+    """Its worker took it and died before starting it; RQ alone would wait for its cleaning lock,
+    then rerun it as a failure (one retry step spent)."""
     import time
 
-    from workers.queues import CLEANING_LOCK_TTL, STRANDED_AFTER
+    from workers.queues import CLEANING_LOCK_TTL, FIRST_SEEN_TTL, STRANDED_AFTER
+    from workers.recovery import abandoned
     from workers.worker import build_worker
 
     queue = queue_of(r, settings)
     job = queue.enqueue("workers.batch.apply_batch", [], job_id="stranded", retry=Retry(max=3))
     r.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")  # taken, never started
     worker = build_worker(settings)
-    worker.clean_registries()  # first seen
-    assert r.ttl(queue.registry_cleaning_key) == -2, "the cleaning lock was released"
+    worker.run_maintenance_tasks()  # first seen
+    assert r.llen(queue.intermediate_queue_key) == 1, "seen once: it may be starting right now"
     seen = queue.intermediate_queue.get_first_seen_key("stranded")
+    assert 0 < r.ttl(seen) <= FIRST_SEEN_TTL, "a sighting is kept an hour, not RQ's day"
     r.set(seen, time.time() - STRANDED_AFTER - 1)
-    worker.clean_registries()
+    worker.run_maintenance_tasks()
     assert r.llen(queue.intermediate_queue_key) == 0
-    assert Job.fetch("stranded", connection=r).get_status() in ("queued", "scheduled")
-    assert job.id in queue.get_job_ids() or job.id in queue.scheduled_job_registry.get_job_ids()
+    assert queue.get_job_ids()[0] == "stranded", "back at the front of its queue"
+    job.refresh()
+    assert job.get_status() == "queued" and job.retries_left == 3, "no retry step spent"
+    assert abandoned(job) == 1
     assert worker.queues[0].acquire_maintenance_lock()
     assert 0 < r.ttl(queue.registry_cleaning_key) <= CLEANING_LOCK_TTL, "a worker killed while cleaning holds it briefly"

@@ -21,10 +21,23 @@ CLEANING_LOCK_TTL = 60
 STRANDED_AFTER = 10
 
 
+# How long a job's first sighting in an intermediate list is remembered. Most jobs seen there are
+# being started at that very moment: RQ keeps each sighting a day, one key per job.
+FIRST_SEEN_TTL = 3600
+
+
 class PromptIntermediateQueue(IntermediateQueue):
+    def set_first_seen(self, job_id: str) -> bool:
+        return bool(self.connection.set(self.get_first_seen_key(job_id), utcnow().timestamp(), nx=True,
+                                        ex=FIRST_SEEN_TTL))
+
     def should_be_cleaned_up(self, job_id: str) -> bool:
         first_seen = self.get_first_seen(job_id)
         return first_seen is not None and (utcnow() - first_seen).total_seconds() > STRANDED_AFTER
+
+    def cleanup(self, worker: Any, queue: Queue) -> None:
+        """Left to dlrq's maintenance (`recovery.rerun_stranded`): RQ's runs only under its cleaning
+        lock, and reruns a stranded job as a failure that spends one of its retry steps."""
 
 
 class TakeThroughIntermediate(Queue):
@@ -35,7 +48,8 @@ class TakeThroughIntermediate(Queue):
     pop and registering the job as started loses it, receipts and all. A job in an
     intermediate list is found by RQ's maintenance and run again (batches are idempotent).
     Waiting blocks on the first queue (receipts); the others are looked at between waits.
-    Abandoned jobs are found sooner than RQ would (STRANDED_AFTER, CLEANING_LOCK_TTL).
+    Abandoned jobs are found sooner than RQ would (STRANDED_AFTER, CLEANING_LOCK_TTL), by
+    `recovery.rerun_stranded`.
     """
 
     @classmethod

@@ -18,6 +18,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.utils import current_timestamp, parse_composite_key
 
+from .queues import TakeThroughIntermediate
+
 log = logging.getLogger("dlrq.worker")
 MAX_ABANDONED = 5
 # Job meta fields: how many times a run of the job was cut short, and of those how many times
@@ -60,4 +62,31 @@ def rerun_abandoned(queue: Queue) -> list[str]:
                 pipe.execute()
             requeued.append(job.id)
             log.warning("job %s (%s) was abandoned by a worker that died: running it again", job.id, job.description)
+    return requeued
+
+
+def rerun_stranded(queue: TakeThroughIntermediate) -> list[str]:
+    """Requeue the jobs a worker took from the queue and died before starting (left in its
+    intermediate list, outside the started registry, seen there STRANDED_AFTER apart); return
+    their ids. RQ does this too, but only under its registry-cleaning lock and as a failure that
+    spends a retry step."""
+    intermediate = queue.intermediate_queue
+    connection = queue.connection
+    requeued = []
+    for job_id in intermediate.get_job_ids():
+        if job_id in queue.started_job_registry or intermediate.set_first_seen(job_id):
+            continue  # running, or seen for the first time
+        if not intermediate.should_be_cleaned_up(job_id) or not connection.lrem(intermediate.key, 1, job_id):
+            continue  # not yet, or another worker won it
+        try:
+            job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+        except NoSuchJobError:
+            continue
+        job.meta[ABANDONED] = abandoned(job) + 1
+        with connection.pipeline() as pipe:
+            requeue_now(job, queue, pipe)
+            pipe.execute()
+        requeued.append(job.id)
+        log.warning("job %s (%s) was taken by a worker that died before starting it: running it again",
+                    job.id, job.description)
     return requeued

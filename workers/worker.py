@@ -28,7 +28,7 @@ from dlrq.core.settings import Settings
 from . import current
 from .health import RedisHealth
 from .queues import TakeThroughIntermediate, forget_dead_executions
-from .recovery import cut_short, requeue_now, rerun_abandoned
+from .recovery import cut_short, requeue_now, rerun_abandoned, rerun_stranded
 from .scheduling import Scheduling, release_dead_scheduler_locks
 from .sweep import sweep
 
@@ -189,6 +189,7 @@ class BatchWorker(SimpleWorker):
                                      self.name)
         for queue in self.queues:
             rerun_abandoned(queue)
+            rerun_stranded(queue)
         super().run_maintenance_tasks()
         sweep(self.connection, self.queues[0], self.settings, time.time())
 
