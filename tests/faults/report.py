@@ -37,6 +37,10 @@ class Report:
     leftovers: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # faults this machine cannot inject, and why
     waits: list[float] = field(default_factory=list)  # seconds each fault waited for the group to heal
+    # Seconds into the run: when each fault ended (its recovery began), and each worker kill
+    # whose batches took longer than SLOW_KILL to run again (with how long they took).
+    fault_ends: dict[str, float] = field(default_factory=dict)
+    slow_kills: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -70,6 +74,10 @@ class Report:
             "  refused meanwhile (503 / connection refused / timed out): " + "; ".join(
                 f"{k} {v}" for k, v in self.during.items()),
         ]
+        if self.slow_kills:
+            lines.append("  worker kills whose batches took over 15 s (killed at, took): "
+                         + ", ".join(f"{at:.0f} s in, {took:.1f} s" for at, took in self.slow_kills)
+                         + "; faults ended at: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.fault_ends.items()))
         if self.waits:
             lines.append(f"  waited for the group to heal before each fault: {self.waits} s")
         for skipped in self.skipped:

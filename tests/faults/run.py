@@ -53,6 +53,7 @@ class Run:
         self.rng = random.Random(seed + 1)
         self.probes: list[dict[str, str]] = []
         self.recoveries: list[asyncio.Task] = []
+        self.t0 = 0.0  # when the load began (time.monotonic())
 
     async def run(self) -> Report:
         supervisor = None
@@ -64,7 +65,7 @@ class Run:
                                               connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as client,
                         aiohttp.ClientSession(self.cluster.base, timeout=timeout) as probes):
                 self.probe_client = probes  # not queued behind the load's own resends
-                t0 = time.monotonic()
+                t0 = self.t0 = time.monotonic()
                 self.vonage.give_up_at = t0 + self.scale.duration + self.scale.drain_timeout
                 load = asyncio.create_task(self._load(client, t0))
                 await self.faults(t0)
@@ -116,6 +117,7 @@ class Run:
         return Counter(self.report.answers)
 
     def _recover(self, fault: str, began: Counter[str] | None = None) -> None:
+        self.report.fault_ends[fault] = time.monotonic() - self.t0
         self.recoveries.append(asyncio.create_task(self._probe(fault, time.monotonic(), began)))
 
     async def _probe(self, fault: str, since: float, began: Counter[str] | None) -> None:

@@ -99,7 +99,10 @@ class StandaloneRun(Run):
             except redis.RedisError:
                 pass
             await asyncio.sleep(0.25)
-        self.report.recovery["worker SIGKILL (its batch finished by another)"].append(time.monotonic() - since)
+        took = time.monotonic() - since
+        self.report.recovery["worker SIGKILL (its batch finished by another)"].append(took)
+        if took > 15:
+            self.report.slow_kills.append((since - self.t0, took))
 
     def _all_finished(self, job_ids: list[str]) -> bool:
         with self.cluster.client() as client:
