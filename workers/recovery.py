@@ -56,12 +56,8 @@ def rerun_abandoned(queue: Queue) -> list[str]:
         if job.get_status(refresh=False) != JobStatus.STARTED or cut_short(job) >= MAX_ABANDONED:
             continue  # RQ's own clean-up takes it from here
         if connection.zrem(registry.key, composite):  # one worker wins the job
-            job.meta[ABANDONED] = abandoned(job) + 1
-            with connection.pipeline() as pipe:
-                requeue_now(job, queue, pipe)
-                pipe.execute()
+            run_again(job, queue, "was abandoned by a worker that died")
             requeued.append(job.id)
-            log.warning("job %s (%s) was abandoned by a worker that died: running it again", job.id, job.description)
     return requeued
 
 
@@ -72,9 +68,12 @@ def rerun_stranded(queue: TakeThroughIntermediate) -> list[str]:
     spends a retry step."""
     intermediate = queue.intermediate_queue
     connection = queue.connection
+    taken = intermediate.get_job_ids()
+    # Read after the taken ones: a job started in between counts as started.
+    started = set(queue.started_job_registry.get_job_ids(cleanup=False)) if taken else set()
     requeued = []
-    for job_id in intermediate.get_job_ids():
-        if job_id in queue.started_job_registry or intermediate.set_first_seen(job_id):
+    for job_id in taken:
+        if job_id in started or intermediate.set_first_seen(job_id):
             continue  # running, or seen for the first time
         if not intermediate.should_be_cleaned_up(job_id) or not connection.lrem(intermediate.key, 1, job_id):
             continue  # not yet, or another worker won it
@@ -82,11 +81,15 @@ def rerun_stranded(queue: TakeThroughIntermediate) -> list[str]:
             job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
         except NoSuchJobError:
             continue
-        job.meta[ABANDONED] = abandoned(job) + 1
-        with connection.pipeline() as pipe:
-            requeue_now(job, queue, pipe)
-            pipe.execute()
+        run_again(job, queue, "was taken by a worker that died before starting it")
         requeued.append(job.id)
-        log.warning("job %s (%s) was taken by a worker that died before starting it: running it again",
-                    job.id, job.description)
     return requeued
+
+
+def run_again(job: Job, queue: Queue, why: str) -> None:
+    """A job its dead worker left: back to the front of its queue, counted as abandoned."""
+    job.meta[ABANDONED] = abandoned(job) + 1
+    with queue.connection.pipeline() as pipe:
+        requeue_now(job, queue, pipe)
+        pipe.execute()
+    log.warning("job %s (%s) %s: running it again", job.id, job.description, why)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+# Seconds after which a worker kill's recovery is listed with when it happened.
+SLOW_KILL = 15
+
 
 @dataclass
 class Report:
@@ -75,7 +78,7 @@ class Report:
                 f"{k} {v}" for k, v in self.during.items()),
         ]
         if self.slow_kills:
-            lines.append("  worker kills whose batches took over 15 s (killed at, took): "
+            lines.append(f"  worker kills whose batches took over {SLOW_KILL} s (killed at, took): "
                          + ", ".join(f"{at:.0f} s in, {took:.1f} s" for at, took in self.slow_kills)
                          + "; faults ended at: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.fault_ends.items()))
         if self.waits:

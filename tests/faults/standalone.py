@@ -16,6 +16,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import as_text, parse_composite_key
 
+from .report import SLOW_KILL
 from .run import QUEUES, Run
 
 
@@ -101,7 +102,7 @@ class StandaloneRun(Run):
             await asyncio.sleep(0.25)
         took = time.monotonic() - since
         self.report.recovery["worker SIGKILL (its batch finished by another)"].append(took)
-        if took > 15:
+        if took > SLOW_KILL:
             self.report.slow_kills.append((since - self.t0, took))
 
     def _all_finished(self, job_ids: list[str]) -> bool:
