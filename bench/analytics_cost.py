@@ -22,7 +22,7 @@ from dlrq.core.store import register
 from workers.batch import apply
 
 from .ceiling import BATCH, fill
-from .harness import python
+from .harness import python, runs_by_name
 from .run import drain
 
 DAYS = 30
@@ -39,16 +39,15 @@ def worker_rates(url: str, client: redis.Redis, receipts: int, cap: float) -> li
     """One pinned worker draining the same backlog with analytics on and off, in the order on, off,
     off, on, each kept at its better run: the machine's drift over a minute is as large as the
     difference measured."""
-    best: dict[str, dict[str, Any]] = {}
-    for tag, name in enumerate((ON, OFF, OFF, ON)):
+    def measure(tag: int, name: str) -> dict[str, Any]:
         client.flushdb()
         fill(url, receipts, 3000 + tag)
         env = {"DLRQ_REDIS_URL": url, **({} if name == ON else {"DLRQ_ANALYTICS_RETENTION": "0"})}
-        row = drain(name, [python(), "-m", "dlrq", "worker"], env, client, "dlrq", BATCH, cap)
-        if name not in best or row["receipts_per_s"] > best[name]["receipts_per_s"]:
-            best[name] = row
+        return drain(name, [python(), "-m", "dlrq", "worker"], env, client, "dlrq", BATCH, cap)
+
+    runs = runs_by_name((ON, OFF, OFF, ON), measure, "receipts_per_s")
     client.flushdb()
-    return [best[ON], best[OFF]]
+    return [runs[ON][0], runs[OFF][0]]
 
 
 def thirty_days(url: str) -> dict[str, Any]:

@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -27,6 +29,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def runs_by_name(order: Sequence[str], measure: Callable[[int, str], dict[str, Any]], rate: str
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """Measure each name in `order` (alternating names, so that the machine's drift over a minute,
+    as large as the differences measured, falls on both); each name's runs, best `rate` first."""
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for tag, name in enumerate(order):
+        runs[name].append(measure(tag, name))
+    return {name: sorted(rows, key=lambda row: row[rate], reverse=True) for name, rows in runs.items()}
 
 
 def pinned(core: str | None, argv: list[str]) -> list[str]:
