@@ -36,6 +36,17 @@ def test_an_event_is_raised_once_with_one_job_per_handler(r, redis_url):
     assert job.args[0]["id"] == event.id and job.args[1] == "log"
 
 
+def test_a_batch_of_events_is_raised_in_one_call_each_once_even_on_a_server_that_lost_its_scripts(r, redis_url):
+    """A newly promoted replica has no scripts cached: the whole batch is sent again as EVAL."""
+    settings = Settings(redis_url=redis_url, alert_handlers="log")
+    events = [Event(f"permanent_failure:M{i}:1", "permanent_failure", {"message": f"M{i}"}) for i in range(3)]
+    r.script_flush()
+    assert Dispatcher(r, settings).raise_events([(events[0], None), (events[1], None)]) == 2
+    r.script_flush()
+    assert Dispatcher(r, settings).raise_events([(e, None) for e in events]) == 1, "only the third is new"
+    assert sorted(handler_queue(r, settings).get_job_ids()) == sorted(handler_job_id(e.id, "log") for e in events)
+
+
 def test_a_retry_waits_in_rq_schedule_for_its_backoff(r, redis_url):
     settings = Settings(redis_url=redis_url, retry_handlers="vonage")
     assert Dispatcher(r, settings).raise_event(Event("retry:M:1", "retry", {"message": "M"}, delay=300))

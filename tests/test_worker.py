@@ -10,10 +10,13 @@ from starlette.testclient import TestClient
 
 from dlrq.core import connect, keys
 from dlrq.core.calls import run
+from dlrq.core.receipt import Receipt, utc_now_iso
 from dlrq.core.store import find_message
 from ingest.app import create_app
 from tests.support.queues import drain, queue_of
 from tests.support.receipts import DOCS_ACCEPTED, DOCS_DELIVERED, receipt
+from tests.support.sends import send
+from workers import current
 from workers.batch import apply_batch
 
 pytestmark = pytest.mark.integration
@@ -80,6 +83,19 @@ def test_running_a_batch_again_changes_nothing(settings, r):
     again = Job.create(apply_batch, args=(records,), connection=r)
     assert again.perform() == {"new": 0, "resends": 2}
     assert r.get(keys.part(DOCS_ACCEPTED["messageId"])) == before
+
+
+def test_a_batch_of_failures_raises_one_alert_per_failed_message(settings, r):
+    """Two failed parts of one message and a failed message of its own, in one batch: two alerts."""
+    with TestClient(create_app(settings)) as c:
+        registered = c.post("/messages", json=send(["two-1", "two-2"])).json()["id"]
+    records = [Receipt(receipt(i, "failed", 5, "3"), utc_now_iso()).to_record() for i in ("two-1", "two-2", "one")]
+    with current.using(settings):
+        assert Job.create(apply_batch, args=(records,), connection=r).perform() == {"new": 3, "resends": 0}
+    alerts = [json.loads(raw) for raw in r.lrange(keys.ALERTS, 0, -1)]
+    assert sorted((a["kind"], a["message"]) for a in alerts) == sorted(
+        [("permanent_failure", registered), ("permanent_failure", "one")])
+    assert [a["kind"] for a in message(settings, "two-2")["alerts"]] == ["permanent_failure"]
 
 
 def test_part_records_expire_after_retention(settings, r):

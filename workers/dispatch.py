@@ -42,8 +42,21 @@ class Dispatcher:
 
     def raise_event(self, event: Event, message_id: str | None = None) -> bool:
         """Return True if the event was new (its handlers will be called), False if raised before."""
+        return self.raise_events([(event, message_id)]) == 1
+
+    def raise_events(self, raised: list[tuple[Event, str | None]]) -> int:
+        """Raise each event (with the message it is recorded in, if any) in one round trip; return how
+        many were new."""
         if not self._recorder.knows_server:
             self._recorder.set_server_version(str(self._connection.info("server")["redis_version"]))
+        new = run(self._connection, RAISE_EVENT.each([self._call(event, message_id) for event, message_id in raised]))
+        for (event, _), fresh in zip(raised, new):
+            if fresh:
+                log.debug("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
+        return sum(new)
+
+    def _call(self, event: Event, message_id: str | None) -> tuple[list[str], list[object]]:
+        """raise_event.lua's keys and arguments: the guard, the alert, and RQ's commands for the handler jobs."""
         at = datetime.now(timezone.utc) + timedelta(seconds=event.delay) if event.delay else None
         payload = {**event.to_dict(), "raised_at": utc_now_iso()}
         commands = []
@@ -68,9 +81,5 @@ class Dispatcher:
         else:
             guard, ttl = keys.event(event.id), self._settings.message_ttl
         event_keys = [guard, keys.ALERTS] + ([keys.message(message_id)] if message_id else [])
-        new = run(self._connection, RAISE_EVENT(
-            keys=event_keys, args=[json.dumps(payload), ttl, keys.alert(event.id), "1" if event.is_alert else "0",
-                                   keys.ALERTS_KEPT, *flatten(commands)]))
-        if new:
-            log.debug("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
-        return bool(new)
+        return event_keys, [json.dumps(payload), ttl, keys.alert(event.id), "1" if event.is_alert else "0",
+                            keys.ALERTS_KEPT, *flatten(commands)]

@@ -9,7 +9,7 @@ import redis
 from dlrq.core.calls import run
 from dlrq.core.events import Event, failure_rate, message_events
 from dlrq.core.settings import Settings
-from dlrq.core.store import find_message
+from dlrq.core.store import find_messages
 
 from .dispatch import Dispatcher
 
@@ -26,10 +26,9 @@ class Window:
 def react(
     connection: redis.Redis, settings: Settings, failed_parts: list[str], windows: list[Window], now: float
 ) -> int:
-    """Return how many new events were raised."""
-    raised: list[tuple[Event, str | None]] = []
-    for part_id in failed_parts:
-        raised += message_reaction(connection, settings, part_id)
+    """Return how many new events were raised (the failed parts' messages read, and every event raised,
+    in four round trips for the batch)."""
+    raised = message_reactions(connection, settings, failed_parts)
     for window in windows:
         event = failure_rate(window.network, window.total, window.failed, settings.failure_rate_min_volume,
                              settings.failure_rate_threshold, settings.failure_rate_window, now)
@@ -37,8 +36,7 @@ def react(
             raised.append((event, None))
     if not raised:
         return 0
-    dispatcher = dispatcher_for(connection, settings)
-    return sum(dispatcher.raise_event(event, message_id) for event, message_id in raised)
+    return dispatcher_for(connection, settings).raise_events(raised)
 
 
 _dispatchers: dict[tuple[int, int], Dispatcher] = {}
@@ -52,9 +50,11 @@ def dispatcher_for(connection: redis.Redis, settings: Settings) -> Dispatcher:
     return _dispatchers[key]
 
 
-def message_reaction(connection: redis.Redis, settings: Settings, message_id: str) -> list[tuple[Event, str | None]]:
-    view = run(connection, find_message(message_id))
-    if view is None:
-        return []
-    events = message_events(view, settings.retry_codes, settings.retry_max_attempts, settings.backoff)
-    return [(event, view["id"] if view["registered"] else None) for event in events]
+def message_reactions(connection: redis.Redis, settings: Settings, message_ids: list[str]
+                      ) -> list[tuple[Event, str | None]]:
+    """The events the messages of these ids call for, each message once (two of its parts may have
+    failed), with the registered message each is recorded in."""
+    views = {view["id"]: view for view in run(connection, find_messages(message_ids)).values() if view is not None}
+    return [(event, view["id"] if view["registered"] else None)
+            for view in views.values()
+            for event in message_events(view, settings.retry_codes, settings.retry_max_attempts, settings.backoff)]

@@ -24,7 +24,7 @@ from dlrq.core.settings import Settings
 from dlrq.core.store import read_message, read_parts
 
 from .dispatch import Dispatcher
-from .react import message_reaction
+from .react import message_reactions
 
 log = logging.getLogger("dlrq.sweep")
 SWEEP_LIMIT = 1000
@@ -64,7 +64,7 @@ def sweep(connection: redis.Redis, queue: Queue, settings: Settings, now: float)
 
 
 def evaluate(connection: redis.Redis, settings: Settings, logical_id: str) -> list[Event]:
-    return [event for event, _ in message_reaction(connection, settings, logical_id)]
+    return [event for event, _ in message_reactions(connection, settings, [logical_id])]
 
 
 def missing_receipts(connection: redis.Redis, settings: Settings, logical_id: str) -> list[Event]:

@@ -12,7 +12,7 @@ made (else NotReplicated).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from hashlib import sha1
 from importlib.resources import files
@@ -120,7 +120,14 @@ class Script:
         return cls(source, sha1(source).hexdigest())
 
     def __call__(self, keys: list[Any], args: list[Any]) -> Steps[Any]:
+        return (yield from self._send(lambda how, code: (how, code, len(keys), *keys, *args)))
+
+    def each(self, calls: list[tuple[list[Any], list[Any]]]) -> Steps[list[Any]]:
+        """Several calls (keys, args) in one pipeline, their replies in order."""
+        return (yield from self._send(lambda how, code: [(how, code, len(k), *k, *a) for k, a in calls]))
+
+    def _send(self, command: Callable[[str, str | bytes], Call | list[Call]]) -> Steps[Any]:
         try:
-            return (yield ("EVALSHA", self.sha, len(keys), *keys, *args))
+            return (yield command("EVALSHA", self.sha))
         except NoScriptError:
-            return (yield ("EVAL", self.source, len(keys), *keys, *args))
+            return (yield command("EVAL", self.source))

@@ -2,7 +2,7 @@
 
 The I/O edge around registration.py and correlate.py, written once as Redis calls
 (calls.py) that the ingest runs on its asyncio client and the workers and the CLI on
-blocking ones: one atomic Lua call registers, two or three commands read.
+blocking ones: one atomic Lua call registers, three round trips read (one message or many).
 """
 
 from __future__ import annotations
@@ -115,14 +115,27 @@ def read_parts(part_ids: list[str]) -> Steps[dict[str, Any]]:
 
 def find_message(message_id: str) -> Steps[dict[str, Any] | None]:
     """The message view by its logical id or any part's messageId; None if never seen."""
-    owner = yield ("GET", keys.owner(message_id))
-    logical_id = owner.decode() if owner else message_id
-    message = yield from read_message(logical_id)
-    if message is None:
-        doc = (yield from read_parts([message_id]))[message_id]
-        return None if doc is None else render_unregistered(message_id, doc)
-    docs = yield from read_parts(message.submitted_parts)
-    return render_registered(message.meta, message.attempts, message.alerts, docs)
+    return (yield from find_messages([message_id]))[message_id]
+
+
+def find_messages(message_ids: list[str]) -> Steps[dict[str, dict[str, Any] | None]]:
+    """find_message for each id, in three round trips however many there are."""
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return {}
+    owners = yield [("GET", keys.owner(i)) for i in ids]
+    logical_ids = [owner.decode() if owner else i for i, owner in zip(ids, owners)]
+    found = yield [("HGETALL", keys.message(logical_id)) for logical_id in logical_ids]
+    messages = [decode_message(fields) if fields else None for fields in found]
+    docs = yield from read_parts(list(dict.fromkeys(
+        part for i, message in zip(ids, messages) for part in (message.submitted_parts if message else [i]))))
+    views: dict[str, dict[str, Any] | None] = {}
+    for i, message in zip(ids, messages):
+        if message is not None:
+            views[i] = render_registered(message.meta, message.attempts, message.alerts, docs)
+        else:
+            views[i] = None if docs[i] is None else render_unregistered(i, docs[i])
+    return views
 
 
 def read_analytics(by: str, start: datetime, end: datetime) -> Steps[dict[str, Any]]:
