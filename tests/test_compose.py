@@ -1,5 +1,6 @@
 """No container engine runs here: check what can be checked of the compose stack."""
 
+import inspect
 import re
 import subprocess
 import sys
@@ -147,14 +148,14 @@ def test_the_ha_profile_is_a_primary_two_replicas_and_three_sentinels():
 @pytest.mark.integration
 def test_the_sentinel_command_writes_a_config_valkey_runs_and_keeps_it(tmp_path):
     """The compose sentinels' shell command, run here with the embedded binary against a local primary."""
-    from tests.support.ha import Node
+    from tests.support.ha import SENTINEL_INFO_PERIOD_MS, SENTINEL_PUBLISH_PERIOD_MS, Group, Node
 
     primary = Node("primary", tmp_path, [])
     primary.start()
     script = COMPOSE["services"]["sentinel-1"]["command"][2]
     port = free_port()
     script = (script.replace("/data", str(tmp_path)).replace("redis-primary 6379", f"127.0.0.1 {primary.port}")
-              .replace("port 26379", f"port {port}")
+              .replace("port 26379", f"port {port}").replace("-p 26379", f"-p {port}")
               .replace("exec redis-server", f"exec {binary()}"))
     sentinel = subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -167,6 +168,17 @@ def test_the_sentinel_command_writes_a_config_valkey_runs_and_keeps_it(tmp_path)
 
         eventually(monitoring, 15, "the sentinel to monitor the primary")
         assert "sentinel myid" in (tmp_path / "sentinel.conf").read_text(), "Sentinel keeps its state in the file"
+
+        def timings() -> tuple[int, ...]:
+            """What the fault suite's sentinels run with (tests/support/ha.py)."""
+            with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+                master, periods = client.sentinel_master("dlrq"), client.execute_command("SENTINEL", "DEBUG")
+            return (int(master["down-after-milliseconds"]), int(master["failover-timeout"]),
+                    int(periods["INFO-PERIOD"]), int(periods["PUBLISH-PERIOD"]))
+
+        tested = (2000, inspect.signature(Group).parameters["failover_timeout_ms"].default,
+                  SENTINEL_INFO_PERIOD_MS, SENTINEL_PUBLISH_PERIOD_MS)
+        eventually(lambda: timings() == tested, 15, f"the sentinel's timings to be {tested}")
     finally:
         sentinel.terminate()
         sentinel.wait(10)

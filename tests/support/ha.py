@@ -17,6 +17,13 @@ from dlrq.cli.embedded import binary
 from .processes import eventually, free_port
 
 MASTER = "dlrq"
+# A promoted primary with min-replicas-to-write 1 takes no write until a replica follows it. A
+# replica that was down during the failover is repointed once it has been up for failover-timeout
+# (Group's default 4 s, Sentinel's 3 min), at the next INFO a sentinel asks of it (every 10 s by
+# default: here 1 s); a primary that comes back, after four hello periods (2 s by default: here
+# 0.5 s). The two periods are not config-file settings: set at each start, as compose does.
+SENTINEL_INFO_PERIOD_MS = 1000
+SENTINEL_PUBLISH_PERIOD_MS = 500
 
 
 class Node:
@@ -48,6 +55,10 @@ class Node:
                                         start_new_session=True)
         self.wanted = True
         eventually(self.answers, 20, f"{self.name} to answer", pause=0.05)
+        if self.sentinel:
+            with self.client() as client:
+                client.execute_command("SENTINEL", "DEBUG", "info-period", SENTINEL_INFO_PERIOD_MS,
+                                       "publish-period", SENTINEL_PUBLISH_PERIOD_MS)
 
     def answers(self) -> bool:
         try:
@@ -87,7 +98,7 @@ class Group:
     """A primary, `replicas` replicas (min-replicas-to-write 1 by default) and `sentinels` sentinels watching it."""
 
     def __init__(self, workdir: Path, replicas: int = 2, sentinels: int = 3, down_after_ms: int = 2000,
-                 min_replicas_to_write: int = 1) -> None:
+                 min_replicas_to_write: int = 1, failover_timeout_ms: int = 4000) -> None:
         data = ["appendonly yes", "appendfsync always", 'save ""', f"min-replicas-to-write {min_replicas_to_write}",
                 "min-replicas-max-lag 10", "repl-diskless-sync no"]
         self.primary = Node("node-0", workdir, data)
@@ -95,7 +106,7 @@ class Group:
                          for i in range(1, replicas + 1)]
         monitor = [f"sentinel monitor {MASTER} 127.0.0.1 {self.primary.port} {min(2, sentinels)}",
                    f"sentinel down-after-milliseconds {MASTER} {down_after_ms}",
-                   f"sentinel failover-timeout {MASTER} {max(10_000, down_after_ms * 5)}",
+                   f"sentinel failover-timeout {MASTER} {failover_timeout_ms}",
                    f"sentinel parallel-syncs {MASTER} 1"]
         self.sentinels = [Node(f"sentinel-{i}", workdir, monitor, sentinel=True) for i in range(sentinels)]
 
