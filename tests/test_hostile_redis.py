@@ -223,3 +223,28 @@ def test_a_killed_workers_job_runs_again_at_once_without_spending_a_retry(privat
         assert abandoned(job) == 1, "the job says it was abandoned once (dlrq_abandoned in its meta)"
     finally:
         rescuer.stop()
+
+
+def test_a_killed_workers_job_is_put_back_while_every_live_worker_is_busy_with_a_long_one(private_server, tmp_path):
+    """Looked for only between jobs, it would wait for the live worker's 30 s job to end."""
+    r = redis.Redis.from_url(private_server.url)
+    settings = Settings(redis_url=private_server.url)
+    queue = queue_of(r, settings)
+    job = queue.enqueue("tests.support.probe.linger", {}, job_timeout=3, retry=Retry(max=3, interval=[60]))
+    victim = Worker(private_server.url, tmp_path)
+    try:
+        eventually(lambda: "lingering" in victim.text(), 15, "the first worker to take the job")
+    finally:
+        victim.process.kill()
+        victim.process.wait()
+    killed = time.monotonic()
+    queue.enqueue("tests.support.probe.linger", {"seconds": 30}, job_timeout=60)
+    busy = Worker(private_server.url, tmp_path)
+    try:
+        eventually(lambda: queue.get_job_ids() == [job.id], 20, "the killed worker's job to be back in its queue")
+        took = time.monotonic() - killed
+        assert busy.text().count("lingering") == 1, "the live worker was busy all along"
+        assert took < 3 + 5 + 1 + 3, f"{took:.1f} s: job timeout, margin, maintenance, start-up"
+    finally:
+        busy.process.kill()
+        busy.process.wait()

@@ -17,8 +17,9 @@ from rq.utils import now as utcnow
 # a worker killed while cleaning would stop the recovery of abandoned batches for that long.
 CLEANING_LOCK_TTL = 60
 # A job is in an intermediate list for milliseconds between being taken and started; one seen
-# there twice this far apart was taken by a worker that died. (RQ waits a minute.)
-STRANDED_AFTER = 10
+# there twice this far apart was taken by a worker that died. (RQ waits a minute.) A live worker
+# cut off by Redis meanwhile puts its job back itself, only if it is still there.
+STRANDED_AFTER = 5
 
 
 # How long a job's first sighting in an intermediate list is remembered. Most jobs seen there are

@@ -6,12 +6,18 @@ the job's retry steps each time (a batch abandoned twice waited 5 s, then 15 s, 
 long Redis outage would use them all up. Batches are idempotent and handler calls guarded, so
 a second run is safe. A job cut short MAX_ABANDONED times is left to RQ's own handling
 (its retry steps, then the failed registry), in case it is what kills its workers.
+
+Each worker looks for such jobs in a thread of its own (Rescue), every maintenance interval:
+looked for between jobs, they waited for every live worker's slow handler call to end.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
 
+import redis
 from redis.client import Pipeline
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -93,3 +99,34 @@ def run_again(job: Job, queue: Queue, why: str) -> None:
         requeue_now(job, queue, pipe)
         pipe.execute()
     log.warning("job %s (%s) %s: running it again", job.id, job.description, why)
+
+
+def rescue(queues: Sequence[TakeThroughIntermediate]) -> list[str]:
+    """One look at every queue for the jobs of dead workers; return the ids run again."""
+    return [job_id for queue in queues for job_id in (*rerun_abandoned(queue), *rerun_stranded(queue))]
+
+
+class Rescue:
+    """`rescue` every `interval` seconds in a thread, whatever the worker is running meanwhile."""
+
+    def __init__(self, queues: Sequence[TakeThroughIntermediate], interval: float) -> None:
+        self._queues = queues
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dlrq-rescue", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                rescue(self._queues)
+            except redis.RedisError as exc:  # the worker itself says when Redis fails, and waits
+                log.debug("rescue skipped: %s", exc)
+            except Exception:
+                log.exception("looking for dead workers' jobs failed; looking again in %s s", self._interval)

@@ -28,7 +28,7 @@ from dlrq.core.settings import Settings
 from . import current
 from .health import RedisHealth
 from .queues import TakeThroughIntermediate, forget_dead_executions
-from .recovery import cut_short, requeue_now, rerun_abandoned, rerun_stranded
+from .recovery import Rescue, cut_short, requeue_now, rescue
 from .scheduling import Scheduling, release_dead_scheduler_locks
 from .sweep import sweep
 
@@ -59,6 +59,7 @@ class BatchWorker(SimpleWorker):
     settings: Settings
     health: RedisHealth
     scheduling: Scheduling | None = None
+    rescuing: Rescue | None = None
 
     def work(self, burst: bool = False, logging_level: str | None = "WARNING", with_scheduler: bool = True,
              **ignored: object) -> bool:
@@ -68,6 +69,9 @@ class BatchWorker(SimpleWorker):
         if with_scheduler and not burst:
             self.scheduling = Scheduling(self.connection, [q.name for q in self.queues], self.name)
             self.scheduling.start()
+        if not burst:
+            self.rescuing = Rescue(self.queues, self.maintenance_interval)
+            self.rescuing.start()
         self._install_signal_handlers()
         completed = 0
         try:
@@ -89,6 +93,8 @@ class BatchWorker(SimpleWorker):
         return bool(completed)
 
     def teardown(self) -> None:
+        if self.rescuing is not None:
+            self.rescuing.stop()
         if self.scheduling is not None:
             self.scheduling.stop()
         try:
@@ -187,9 +193,8 @@ class BatchWorker(SimpleWorker):
             return
         release_dead_scheduler_locks(self.connection, [q.name for q in self.queues], datetime.now(timezone.utc),
                                      self.name)
-        for queue in self.queues:
-            rerun_abandoned(queue)
-            rerun_stranded(queue)
+        if self.rescuing is None:  # a burst worker: no thread of its own
+            rescue(self.queues)
         super().run_maintenance_tasks()
         sweep(self.connection, self.queues[0], self.settings, time.time())
 

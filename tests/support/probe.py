@@ -18,12 +18,12 @@ def explode(event: dict) -> None:
 
 
 def linger(event: dict) -> None:
-    """A handler call that takes a while: a worker busy with it when told to stop."""
+    """A handler call that takes a while (8 s unless the event says `seconds`): a worker busy with it."""
     import sys
     import time
 
     print("lingering", file=sys.stderr, flush=True)
-    time.sleep(8)
+    time.sleep(event.get("seconds", 8))
 
 
 # The file record_to_file appends to: a side effect outside Redis, which a failover cannot take back.
