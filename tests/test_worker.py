@@ -158,7 +158,7 @@ def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds_witho
     job = queue.enqueue("workers.batch.apply_batch", [], job_id="stranded", retry=Retry(max=3))
     r.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")  # taken, never started
     worker = build_worker(settings)
-    worker.run_maintenance_tasks()  # first seen (a burst worker's maintenance rescues; others, a thread)
+    worker.run_maintenance_tasks()  # first seen
     assert r.llen(queue.intermediate_queue_key) == 1, "seen once: it may be starting right now"
     seen = queue.intermediate_queue.get_first_seen_key("stranded")
     assert 0 < r.ttl(seen) <= FIRST_SEEN_TTL, "a sighting is kept an hour, not RQ's day"
@@ -166,6 +166,7 @@ def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds_witho
     worker.run_maintenance_tasks()
     assert r.llen(queue.intermediate_queue_key) == 0
     assert queue.get_job_ids()[0] == "stranded", "back at the front of its queue"
+    assert not r.exists(seen), "its sighting is forgotten: taken again, it must not pass for stranded at once"
     job.refresh()
     assert job.get_status() == "queued" and job.retries_left == 3, "no retry step spent"
     assert abandoned(job) == 1

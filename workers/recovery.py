@@ -7,8 +7,10 @@ long Redis outage would use them all up. Batches are idempotent and handler call
 a second run is safe. A job cut short MAX_ABANDONED times is left to RQ's own handling
 (its retry steps, then the failed registry), in case it is what kills its workers.
 
-Each worker looks for such jobs in a thread of its own (Rescue), every maintenance interval:
-looked for between jobs, they waited for every live worker's slow handler call to end.
+Each worker looks for such jobs between jobs, right before RQ's own clean-up (which would
+fail an abandoned job, or spend one of its retries), and in a thread of its own (Rescue) every
+maintenance interval: looked for between jobs only, they waited for every live worker's slow
+handler call to end.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Sequence
 
 import redis
 from redis.client import Pipeline
-from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.utils import current_timestamp, parse_composite_key
@@ -42,13 +43,15 @@ def abandoned(job: Job) -> int:
     return int(job.meta.get(ABANDONED, 0))
 
 
-def requeue_now(job: Job, queue: Queue, pipeline: Pipeline) -> None:
-    """Back to the front of its queue, counted as cut short; its retries are untouched."""
+def requeue_now(job: Job, queue: TakeThroughIntermediate, pipeline: Pipeline) -> None:
+    """Back to the front of its queue, counted as cut short; its retries are untouched. A sighting
+    of it in the intermediate list is forgotten: taken again, it would pass for stranded at once."""
     job.meta[CUT_SHORT] = cut_short(job) + 1
     queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+    pipeline.delete(queue.intermediate_queue.get_first_seen_key(job.id))
 
 
-def rerun_abandoned(queue: Queue) -> list[str]:
+def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
     """Requeue the jobs of dead workers (their execution expired in the started registry); return their ids."""
     registry = queue.started_job_registry
     connection = queue.connection
@@ -92,7 +95,7 @@ def rerun_stranded(queue: TakeThroughIntermediate) -> list[str]:
     return requeued
 
 
-def run_again(job: Job, queue: Queue, why: str) -> None:
+def run_again(job: Job, queue: TakeThroughIntermediate, why: str) -> None:
     """A job its dead worker left: back to the front of its queue, counted as abandoned."""
     job.meta[ABANDONED] = abandoned(job) + 1
     with queue.connection.pipeline() as pipe:

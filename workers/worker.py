@@ -193,8 +193,8 @@ class BatchWorker(SimpleWorker):
             return
         release_dead_scheduler_locks(self.connection, [q.name for q in self.queues], datetime.now(timezone.utc),
                                      self.name)
-        if self.rescuing is None:  # a burst worker: no thread of its own
-            rescue(self.queues)
+        # Before RQ's clean-up, which would fail an abandoned job (or spend one of its retries).
+        rescue(self.queues)
         super().run_maintenance_tasks()
         sweep(self.connection, self.queues[0], self.settings, time.time())
 
