@@ -22,8 +22,9 @@ from redis.sentinel import Sentinel, SentinelManagedConnection
 from .settings import Settings
 
 # Longest wait for any answer from the workers' and the command line's connections: long enough
-# for the slowest batch, short enough that a frozen server is noticed (and a stop obeyed).
-ANSWER_TIMEOUT = 10
+# for the slowest batch (well under a second), short enough that a frozen primary is given up on
+# and the sentinels asked again soon after they have promoted a replica (about 3 s).
+ANSWER_TIMEOUT = 5
 # How long a sentinel may take to answer "who is the primary?".
 SENTINEL_TIMEOUT = 0.5
 
