@@ -172,3 +172,29 @@ def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds_witho
     assert abandoned(job) == 1
     assert worker.queues[0].acquire_maintenance_lock()
     assert 0 < r.ttl(queue.registry_cleaning_key) <= CLEANING_LOCK_TTL, "a worker killed while cleaning holds it briefly"
+
+
+def test_a_job_whose_worker_died_between_registering_and_starting_its_run_runs_again(settings, r):
+    """RQ registers a run (started registry) and only then marks the job started and takes it out of
+    the intermediate list: a worker killed in between left a job that looked neither abandoned nor
+    stranded until RQ's clean-up dropped its run (seen as 15-30 s recoveries in the fault suite)."""
+    from rq.registry import StartedJobRegistry
+
+    from workers.queues import TakeThroughIntermediate
+    from workers.recovery import abandoned, rescue
+    from workers.worker import build_worker
+
+    queue = queue_of(r, settings)
+    queue.enqueue("workers.batch.apply_batch", [], job_id="half-started", retry=Retry(max=3))
+    worker = build_worker(settings)
+    job, taken_from = TakeThroughIntermediate.dequeue_any(worker.queues, None, connection=r,
+                                                          serializer=worker.serializer)
+    worker.prepare_execution(job)  # ... and the worker dies here
+    registry = StartedJobRegistry(queue=taken_from)
+    [run_id] = r.zrange(registry.key, 0, -1)
+    r.zadd(registry.key, {run_id: 1})  # its heartbeat lapsed long ago
+    assert rescue(worker.queues) == ["half-started"]
+    assert queue.get_job_ids() == ["half-started"] and r.llen(queue.intermediate_queue_key) == 0
+    job.refresh()
+    assert job.get_status() == "queued" and job.retries_left == 3 and abandoned(job) == 1
+    assert rescue(worker.queues) == [], "run again once"

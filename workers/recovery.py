@@ -33,6 +33,7 @@ MAX_ABANDONED = 5
 # because its worker died (the rest: Redis cut it off).
 CUT_SHORT = "dlrq_cut_short"
 ABANDONED = "dlrq_abandoned"
+ABANDONABLE = (JobStatus.STARTED, JobStatus.QUEUED)
 
 
 def cut_short(job: Job) -> int:
@@ -44,11 +45,13 @@ def abandoned(job: Job) -> int:
 
 
 def requeue_now(job: Job, queue: TakeThroughIntermediate, pipeline: Pipeline) -> None:
-    """Back to the front of its queue, counted as cut short; its retries are untouched. A sighting
-    of it in the intermediate list is forgotten: taken again, it would pass for stranded at once."""
+    """Back to the front of its queue, counted as cut short; its retries are untouched. That it was
+    taken is forgotten (left in the intermediate list, or a sighting there, it would pass for
+    stranded and run twice)."""
     job.meta[CUT_SHORT] = cut_short(job) + 1
-    queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+    pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
     pipeline.delete(queue.intermediate_queue.get_first_seen_key(job.id))
+    queue._enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
 def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
@@ -62,7 +65,8 @@ def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
             job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
         except NoSuchJobError:
             continue
-        if job.get_status(refresh=False) != JobStatus.STARTED or cut_short(job) >= MAX_ABANDONED:
+        # Still queued: its worker died between registering the run and starting it.
+        if job.get_status(refresh=False) not in ABANDONABLE or cut_short(job) >= MAX_ABANDONED:
             continue  # RQ's own clean-up takes it from here
         if connection.zrem(registry.key, composite):  # one worker wins the job
             run_again(job, queue, "was abandoned by a worker that died")
