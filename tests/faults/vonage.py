@@ -34,8 +34,9 @@ class Vonage:
         self.slots = asyncio.Semaphore(CONNECTIONS)
 
     async def deliver(self, client: aiohttp.ClientSession, params: dict[str, str], backoff: float = 0.25,
-                      slots: asyncio.Semaphore | None = None) -> bool:
-        """True once acknowledged; False if refused as invalid (a bug the oracle reports) or the run gave up."""
+                      slots: asyncio.Semaphore | None = None, longest: float = 2.0) -> bool:
+        """True once acknowledged; False if refused as invalid (a bug the oracle reports) or the run gave up.
+        Each try waits twice as long as the one before, up to `longest`."""
         while time.monotonic() < self.give_up_at:
             self.report.http_attempts += 1
             async with slots or self.slots:
@@ -47,7 +48,7 @@ class Vonage:
             if answer.startswith("4"):
                 return False
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            backoff = min(backoff * 2, longest)
         return False
 
     async def _post(self, client: aiohttp.ClientSession, params: dict) -> str:
