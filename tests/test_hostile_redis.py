@@ -13,7 +13,7 @@ import time
 
 import pytest
 import redis
-from rq import Retry
+from rq import Queue, Retry
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
@@ -201,18 +201,21 @@ def test_a_corrupted_part_record_is_set_aside_and_the_rest_of_the_batch_applies(
 
 # 11. A killed worker's batch runs again at once ----------------------------------------------
 
-def test_a_killed_workers_job_runs_again_at_once_without_spending_a_retry(private_server, tmp_path):
-    r = redis.Redis.from_url(private_server.url)
-    settings = Settings(redis_url=private_server.url)
-    queue = queue_of(r, settings)
+def killed_while_running(url: str, tmp_path) -> tuple[Queue, Job, float]:
+    """A job (3 s timeout, three retries) whose worker was SIGKILLed while running it, and when."""
+    queue = queue_of(redis.Redis.from_url(url), Settings(redis_url=url))
     job = queue.enqueue("tests.support.probe.linger", {}, job_timeout=3, retry=Retry(max=3, interval=[60]))
-    victim = Worker(private_server.url, tmp_path)
+    victim = Worker(url, tmp_path)
     try:
         eventually(lambda: "lingering" in victim.text(), 15, "the first worker to take the job")
     finally:
         victim.process.kill()
         victim.process.wait()
-    killed = time.monotonic()
+    return queue, job, time.monotonic()
+
+
+def test_a_killed_workers_job_runs_again_at_once_without_spending_a_retry(private_server, tmp_path):
+    _, job, killed = killed_while_running(private_server.url, tmp_path)
     rescuer = Worker(private_server.url, tmp_path)
     try:
         eventually(lambda: "lingering" in rescuer.text(), 20, "another worker to run the abandoned job")
@@ -227,17 +230,7 @@ def test_a_killed_workers_job_runs_again_at_once_without_spending_a_retry(privat
 
 def test_a_killed_workers_job_is_put_back_while_every_live_worker_is_busy_with_a_long_one(private_server, tmp_path):
     """Looked for only between jobs, it would wait for the live worker's 30 s job to end."""
-    r = redis.Redis.from_url(private_server.url)
-    settings = Settings(redis_url=private_server.url)
-    queue = queue_of(r, settings)
-    job = queue.enqueue("tests.support.probe.linger", {}, job_timeout=3, retry=Retry(max=3, interval=[60]))
-    victim = Worker(private_server.url, tmp_path)
-    try:
-        eventually(lambda: "lingering" in victim.text(), 15, "the first worker to take the job")
-    finally:
-        victim.process.kill()
-        victim.process.wait()
-    killed = time.monotonic()
+    queue, job, killed = killed_while_running(private_server.url, tmp_path)
     queue.enqueue("tests.support.probe.linger", {"seconds": 30}, job_timeout=60)
     busy = Worker(private_server.url, tmp_path)
     try:
