@@ -18,10 +18,12 @@ from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import now as utcnow
 from rq.worker import DequeueStrategy, WorkerStatus
 
+from dlrq.core import keys
 from dlrq.core.connect import client, is_transient
 from dlrq.core.settings import Settings
 
@@ -43,6 +45,8 @@ ABANDON_MARGIN = 5
 HEARTBEAT_EVERY = 1.0
 # Longest wait for a job before looking again at a stop request (and at the handler queue).
 WAIT_AT_MOST = 1
+# The jobs dlrq enqueues (receipt batches, handler calls): RQ's features they do not use are skipped.
+OWN_JOBS = (keys.BATCH_JOB, keys.DELIVER_JOB)
 
 
 class CutShort(Exception):
@@ -112,19 +116,28 @@ class BatchWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
                                      ) -> tuple[Job, Queue] | None:
         """Wait at most WAIT_AT_MOST at a time, so that a stop request is seen within a second;
-        None once stopping (or, with no timeout, once the queues are empty)."""
-        self.set_state(WorkerStatus.IDLE)
+        None once stopping (or, with no timeout, once the queues are empty).
+
+        A worker with jobs waiting goes straight on to the next and stays "busy" (a round trip
+        less a job); it is "idle" while it waits."""
         while not self._stop_requested:
             self.heartbeat()
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()
+            taken = self._take(None)
+            if taken is not None or timeout is None:
+                return taken
+            self.set_state(WorkerStatus.IDLE)
             try:
-                return self.queue_class.dequeue_any(self._ordered_queues, timeout, connection=self.connection,
-                                                    job_class=self.job_class, serializer=self.serializer,
-                                                    death_penalty_class=self.death_penalty_class)
+                return self._take(timeout)
             except DequeueTimeout:
                 continue
         return None
+
+    def _take(self, timeout: int | None) -> tuple[Job, Queue] | None:
+        return self.queue_class.dequeue_any(self._ordered_queues, timeout, connection=self.connection,
+                                            job_class=self.job_class, serializer=self.serializer,
+                                            death_penalty_class=self.death_penalty_class)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if pipeline is not None or timeout is not None:
@@ -148,8 +161,46 @@ class BatchWorker(SimpleWorker):
         before it started. The stop is seen within WAIT_AT_MOST, or after the current job."""
         self._stop_requested = True
 
+    def start(self, job: Job, queue: Queue) -> Execution:
+        """RQ's two round trips before a job, in one MULTI/EXEC: register the run (its execution, the
+        started registry, the worker busy) and mark the job started, out of the intermediate list. RQ
+        runs them apart: a worker killed between them left a registered run of a job still queued."""
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        with self.connection.pipeline() as pipe:
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipe, worker_name=self.name)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.heartbeat(heartbeat_ttl, pipeline=pipe)
+            job.heartbeat(utcnow(), heartbeat_ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.persist(job.key)
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipe.execute()
+        self.executions[execution.id] = execution
+        return execution
+
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+        """Done by `start`, in the same round trip as registering the run."""
+
+    def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: object) -> None:
+        """RQ's, in one MULTI/EXEC for dlrq's own jobs, which have no callbacks, dependents, repeats
+        or webhooks: RQ heartbeats the job, WATCHes and reads its dependents first (three more round
+        trips a job). The job's last heartbeat is written with it, as finished."""
+        if job.func_name not in OWN_JOBS:
+            super()._finalize_success(job, queue, execution, return_value)
+            return
+        job.ended_at = job.last_heartbeat = utcnow()
+        job._result = return_value
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipe:
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+        job._status = JobStatus.FINISHED
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         with current.using(self.settings):
@@ -165,7 +216,7 @@ class BatchWorker(SimpleWorker):
         if cut_short(job) or (job.retries_left is not None and job.retries_left < len(job.retry_intervals or ())):
             forget_dead_executions(job)
         try:
-            execution = self.prepare_execution(job)
+            execution = self.start(job, queue)
         except redis.RedisError as exc:
             if not is_transient(exc):
                 raise
@@ -185,7 +236,6 @@ class BatchWorker(SimpleWorker):
                     requeue_now(job, queue, pipe)
                     pipe.execute()
                 log.warning("job %s was cut off by Redis: running it again", job.id)
-        self.set_state(WorkerStatus.IDLE)
 
     def run_maintenance_tasks(self) -> None:
         problem = self.health.problem()
