@@ -175,9 +175,10 @@ def test_a_job_stranded_in_the_intermediate_list_runs_again_within_seconds_witho
 
 
 def test_a_job_whose_worker_died_between_registering_and_starting_its_run_runs_again(settings, r):
-    """RQ registers a run (started registry) and only then marks the job started and takes it out of
-    the intermediate list: a worker killed in between left a job that looked neither abandoned nor
-    stranded until RQ's clean-up dropped its run (seen as 15-30 s recoveries in the fault suite)."""
+    """RQ's own worker registers a run (started registry) and only then marks the job started and takes
+    it out of the intermediate list (dlrq's does both at once): a worker killed in between left a job
+    that looked neither abandoned nor stranded until RQ's clean-up dropped its run (seen as 15-30 s
+    recoveries in the fault suite)."""
     from rq.registry import StartedJobRegistry
 
     from workers.queues import TakeThroughIntermediate
@@ -198,3 +199,53 @@ def test_a_job_whose_worker_died_between_registering_and_starting_its_run_runs_a
     job.refresh()
     assert job.get_status() == "queued" and job.retries_left == 3 and abandoned(job) == 1
     assert rescue(worker.queues) == [], "run again once"
+
+
+def test_a_finished_batch_looks_to_rq_as_if_rq_had_run_it(settings, r):
+    """dlrq's worker does RQ's bookkeeping in fewer round trips: `rq info`, dashboards and
+    `Job.fetch` must still see what RQ's own worker would leave."""
+    from rq.registry import FinishedJobRegistry, StartedJobRegistry
+
+    from workers.worker import build_worker
+
+    records = [Receipt(params, utc_now_iso()).to_record() for params in (DOCS_ACCEPTED, DOCS_DELIVERED)]
+    queue = queue_of(r, settings)
+    job_id = queue.enqueue(keys.BATCH_JOB, records, result_ttl=600).id
+    worker = build_worker(settings)
+    assert worker.work(burst=True, logging_level="WARNING")
+    job = Job.fetch(job_id, connection=r, serializer=queue.serializer)
+    assert job.get_status() == "finished" and job.worker_name == worker.name
+    assert job.started_at <= job.ended_at and job.last_heartbeat >= job.started_at
+    assert job.latest_result().return_value == {"new": 2, "resends": 0}
+    assert job_id in FinishedJobRegistry(queue=queue) and StartedJobRegistry(queue=queue).count == 0
+    assert r.llen(queue.intermediate_queue_key) == 0 and job.execution_registry.get_execution_ids() == []
+    assert 500 < r.ttl(job.key) <= 600, "kept as long as its result, then gone"
+    stats = r.hgetall(worker.key)
+    assert stats[b"successful_job_count"] == b"1" and float(stats[b"total_working_time"]) > 0
+    worker.connection.close()
+
+
+def test_a_batch_costs_redis_a_handful_of_round_trips_however_many_receipts_it_holds(settings, r):
+    """What bounds one worker's rate. Before dlrq took RQ's bookkeeping into its own hands, such a batch
+    cost 13 (take, fetch, two to start, apply, three reads to react to the failure, raise, heartbeat,
+    watch, dependents, finish, idle): now 7 (take, fetch, start, apply, one read, raise, finish)."""
+    from workers.worker import build_worker
+
+    def round_trips(batches: int) -> int:
+        queue = queue_of(r, settings)
+        for b in range(batches):
+            # 31 receipts delivered, one failed (its registered message is read, a retry event raised).
+            with TestClient(create_app(settings)) as c:
+                assert c.post("/messages", json=send([f"rt-{batches}-{b}-0"])).status_code == 201
+            queue.enqueue(keys.BATCH_JOB, [
+                Receipt(receipt(f"rt-{batches}-{b}-{i}", "delivered" if i else "failed", 5, "0" if i else "2"),
+                        utc_now_iso()).to_record() for i in range(32)])
+        assert queue_of(r, settings).count == batches
+        worker = build_worker(settings)
+        before = int(r.info("stats")["total_reads_processed"])
+        worker.work(burst=True, logging_level="WARNING")
+        worker.connection.close()
+        return int(r.info("stats")["total_reads_processed"]) - before
+
+    per_batch = (round_trips(6) - round_trips(1)) / 5
+    assert per_batch <= 8, f"{per_batch} round trips a batch"

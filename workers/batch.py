@@ -60,7 +60,7 @@ def apply_batch(records: list[dict[str, Any]]) -> dict[str, int]:
                         settings.part_max_bytes)
         if applied.bad:
             quarantine(job, receipts, applied)
-        react(job.connection, settings, failed_parts(receipts), applied.windows, time.time())
+        react(job.connection, settings, applied.owners, applied.windows, time.time())
     if problems:
         job.retries_left = 0
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
@@ -100,6 +100,7 @@ class Applied:
     outcomes: list[int]  # NEW, RESEND, DROPPED or BAD_RECORD, one per receipt
     windows: list[Window]  # the failure-rate window of each network the batch's final receipts came from
     bad: dict[str, str]  # part id -> what is wrong with its stored record (its receipts were not applied)
+    owners: dict[str, str | None]  # each part whose receipt failed -> the message it belongs to, if registered
 
 
 def quarantine(job: Job, receipts: list[Receipt], applied: Applied) -> str:
@@ -119,12 +120,14 @@ def quarantine(job: Job, receipts: list[Receipt], applied: Applied) -> str:
 
 
 def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, now: float | None = None) -> Applied:
-    """Apply receipts and count their networks' final receipts in one atomic call."""
+    """Apply receipts and count their networks' final receipts in one atomic call, which also reads
+    what the failed parts belong to (the reaction's first read, without a round trip of its own)."""
     now = time.time() if now is None else now
     buckets = max(1, settings.failure_rate_window // keys.NETWORK_BUCKET)
     current_bucket = int(now // keys.NETWORK_BUCKET)
     window = [keys.network_window(b) for b in range(current_bucket - buckets + 1, current_bucket + 1)]
-    per_receipt: list[object] = []
+    entries: list[str] = []
+    about: list[list[object]] = []
     networks: dict[str, str] = {}
     for r in receipts:
         network, status = r.params.get("network-code", ""), r.params["status"]
@@ -132,20 +135,22 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
         if counted:
             networks[keys.network_total(network)] = network
         received = received_epoch(r.received_at, now)
-        per_receipt += [
-            json.dumps(analysed(r)),
+        entries.append(json.dumps(analysed(r)))
+        about.append([
             keys.network_total(network) if counted else "",
             keys.network_failed(network) if counted else "",
-            "1" if counted and status in FAILED else "0",
+            1 if counted and status in FAILED else 0,
             received,
             time.strftime(analytics.HOUR_FORMAT, time.gmtime(received)),
             keys.by_ref(r.params["client-ref"]) if r.params.get("client-ref") else "",
-        ]
-    outcomes, raw, bad = run(connection, APPLY(
+        ])
+    failed = failed_parts(receipts)
+    outcomes, raw, bad, owners = run(connection, APPLY(
         keys=[
             *(keys.part(r.params["messageId"]) for r in receipts),
             keys.COUNTERS,
             *keys.rates(now),
+            *(keys.owner(part) for part in failed),
             *window,
         ],
         args=[
@@ -164,12 +169,15 @@ def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, 
             keys.RATE_NEW,
             keys.RATE_RESEND,
             analytics.lua_config(settings.analytics_retention, settings.analytics_max_refs),
-            *per_receipt,
+            len(failed),
+            json.dumps(about),
+            *entries,
         ],
     ))
     windows = [Window(networks[raw[i].decode()], int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)]
     reasons = {receipts[int(bad[i])].params["messageId"]: _text(bad[i + 1]) for i in range(0, len(bad), 2)}
-    return Applied(list(outcomes), windows, reasons)
+    owned_by = {part: _text(owner) or None for part, owner in zip(failed, owners)}
+    return Applied(list(outcomes), windows, reasons, owned_by)
 
 
 def _text(value: bytes | str) -> str:

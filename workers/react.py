@@ -23,11 +23,11 @@ class Window:
     failed: int
 
 
-def react(
-    connection: redis.Redis, settings: Settings, failed_parts: list[str], windows: list[Window], now: float
-) -> int:
-    """Return how many new events were raised (the failed parts' messages read, and every event raised,
-    in four round trips for the batch)."""
+def react(connection: redis.Redis, settings: Settings, failed_parts: dict[str, str | None], windows: list[Window],
+          now: float) -> int:
+    """Return how many new events were raised. `failed_parts`: each part whose receipt failed, with the
+    message it belongs to if registered (read with the batch). Their messages are read, and every event
+    raised, in two or three round trips for the batch."""
     raised = message_reactions(connection, settings, failed_parts)
     for window in windows:
         event = failure_rate(window.network, window.total, window.failed, settings.failure_rate_min_volume,
@@ -50,11 +50,13 @@ def dispatcher_for(connection: redis.Redis, settings: Settings) -> Dispatcher:
     return _dispatchers[key]
 
 
-def message_reactions(connection: redis.Redis, settings: Settings, message_ids: list[str]
+def message_reactions(connection: redis.Redis, settings: Settings, parts: dict[str, str | None]
                       ) -> list[tuple[Event, str | None]]:
-    """The events the messages of these ids call for, each message once (two of its parts may have
-    failed), with the registered message each is recorded in."""
-    views = {view["id"]: view for view in run(connection, find_messages(message_ids)).values() if view is not None}
+    """The events the messages of these parts (or messages) call for, each message once (two of its
+    parts may have failed), with the registered message each is recorded in. `parts`: the message
+    each belongs to, None for none."""
+    found = run(connection, find_messages(list(parts), owners=parts))
+    views = {view["id"]: view for view in found.values() if view is not None}
     return [(event, view["id"] if view["registered"] else None)
             for view in views.values()
             for event in message_events(view, settings.retry_codes, settings.retry_max_attempts, settings.backoff)]

@@ -64,7 +64,7 @@ def sweep(connection: redis.Redis, queue: Queue, settings: Settings, now: float)
 
 
 def evaluate(connection: redis.Redis, settings: Settings, logical_id: str) -> list[Event]:
-    return [event for event, _ in message_reactions(connection, settings, [logical_id])]
+    return [event for event, _ in message_reactions(connection, settings, {logical_id: logical_id})]
 
 
 def missing_receipts(connection: redis.Redis, settings: Settings, logical_id: str) -> list[Event]:

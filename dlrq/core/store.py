@@ -2,7 +2,7 @@
 
 The I/O edge around registration.py and correlate.py, written once as Redis calls
 (calls.py) that the ingest runs on its asyncio client and the workers and the CLI on
-blocking ones: one atomic Lua call registers, three round trips read (one message or many).
+blocking ones: one atomic Lua call registers, three round trips at most read (one message or many).
 """
 
 from __future__ import annotations
@@ -118,17 +118,23 @@ def find_message(message_id: str) -> Steps[dict[str, Any] | None]:
     return (yield from find_messages([message_id]))[message_id]
 
 
-def find_messages(message_ids: list[str]) -> Steps[dict[str, dict[str, Any] | None]]:
-    """find_message for each id, in three round trips however many there are."""
+def find_messages(message_ids: list[str], owners: dict[str, str | None] | None = None
+                  ) -> Steps[dict[str, dict[str, Any] | None]]:
+    """find_message for each id, in three round trips at most however many there are: what each id
+    belongs to (skipped when `owners` says: a worker reads it with the batch it applied), then the
+    messages together with the ids' own parts, then the messages' other parts, if any."""
     ids = list(dict.fromkeys(message_ids))
     if not ids:
         return {}
-    owners = yield [("GET", keys.owner(i)) for i in ids]
-    logical_ids = [owner.decode() if owner else i for i, owner in zip(ids, owners)]
-    found = yield [("HGETALL", keys.message(logical_id)) for logical_id in logical_ids]
+    if owners is None:
+        replies = yield [("GET", keys.owner(i)) for i in ids]
+        owners = {i: owner.decode() if owner else None for i, owner in zip(ids, replies)}
+    *found, raw = yield [*(("HGETALL", keys.message(owners.get(i) or i)) for i in ids),
+                         ("MGET", *(keys.part(i) for i in ids))]
     messages = [decode_message(fields) if fields else None for fields in found]
-    docs = yield from read_parts(list(dict.fromkeys(
-        part for i, message in zip(ids, messages) for part in (message.submitted_parts if message else [i]))))
+    docs = {i: load_part(r) for i, r in zip(ids, raw)}
+    others = [part for message in messages if message for part in message.submitted_parts if part not in docs]
+    docs |= yield from read_parts(list(dict.fromkeys(others)))
     views: dict[str, dict[str, Any] | None] = {}
     for i, message in zip(ids, messages):
         if message is not None:

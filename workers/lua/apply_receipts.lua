@@ -1,16 +1,18 @@
 -- Apply a batch of receipts atomically: all of what is valid, none of what is not.
 -- KEYS[1..n]: the part key of each receipt; KEYS[n+1]: the counters hash; KEYS[n+2], KEYS[n+3]:
--- this moment's throughput hashes (10 s and 5 min); KEYS[n+4...]: the failure-rate window's
--- buckets, the current one last.
+-- this moment's throughput hashes (10 s and 5 min); KEYS[n+4..n+3+m]: the owner keys of the parts
+-- whose receipts failed (read only: the worker reacts to them next); KEYS[n+4+m...]: the
+-- failure-rate window's buckets, the current one last.
 -- ARGV[1]: n. ARGV[2]: part TTL, ARGV[3]: the window buckets' TTL, ARGV[4]: the throughput
 -- hashes' TTL. ARGV[5]: the status ranks (JSON). ARGV[6]: most receipts a part keeps, ARGV[7]:
 -- most bytes of a part's record. ARGV[8..14]: field names: batches, new receipts, resends,
 -- dropped receipts (counters), prefix of status changes (counters), new, resend (throughput).
--- ARGV[15]: the analytics' names (JSON, see analytics.lua; '' when they are off).
--- ARGV[16 + 7(i-1) ...]: receipt i's history entry (JSON), then its network's fields in the
--- window buckets (final receipts, failed ones; '' when it does not count), then '1' if it
--- failed, then when it was received (epoch seconds, and its analytics hour), then the index of
--- its client-ref ('' without one): a part heard of first is added to it.
+-- ARGV[15]: the analytics' names (JSON, see analytics.lua; '' when they are off). ARGV[16]: m.
+-- ARGV[17]: what is known of each receipt (JSON, one array each, in order: its network's fields
+-- in the window buckets (final receipts, failed ones; '' when it does not count), 1 if it failed
+-- (else 0), when it was received (epoch seconds, and its analytics hour), the index of its
+-- client-ref ('' without one): a part heard of first is added to it). ARGV[17 + i]: receipt i's
+-- history entry (JSON).
 --
 -- Every part record is read and checked before anything is written: a record that is not a
 -- part (not JSON, not an object, another type of key) is left alone and its receipts are
@@ -19,17 +21,20 @@
 -- message-timestamp, and the Messages API's own status word) is a resend: it changes nothing.
 -- A part that holds the most receipts or bytes it may drops any new one (counted). The counters count new receipts, resends, dropped
 -- ones, the batch, and each change of a part's status by the contract's rules.
--- Returns {outcomes, windows, bad}: outcomes holds, in order, 1 for each new receipt, 0 for a
+-- Returns {outcomes, windows, bad, owners}: outcomes holds, in order, 1 for each new receipt, 0 for a
 -- resend, 2 for a dropped one and -1 for one whose part record is bad, so running a batch again
 -- changes nothing; windows holds, for each network a final receipt of the batch came from, its
 -- final-receipts field, then its totals over the window; bad holds, for each bad record, the
--- index of its first receipt and what is wrong with it.
+-- index of its first receipt and what is wrong with it; owners holds each owner key's value
+-- ('' for none): the message each failed part belongs to, read in the same call.
 local n = tonumber(ARGV[1])
 local ttl, window_ttl, throughput_ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local rank = cjson.decode(ARGV[5])
 local max_receipts, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
 local f_batches, f_new, f_resend, f_dropped, f_status, f_rate_new, f_rate_resend = unpack(ARGV, 8, 14)
 local A = an_config(ARGV[15])
+local m = tonumber(ARGV[16])
+local about = cjson.decode(ARGV[17])
 local counters = KEYS[n + 1]
 local current = KEYS[#KEYS]
 
@@ -97,9 +102,9 @@ end
 local outcomes, networks, failed_fields, dirty = {}, {}, {}, {}
 local new, dropped, refused, changes = 0, 0, 0, {}
 for i = 1, n do
-  local key, base = KEYS[i], 16 + 7 * (i - 1)
+  local key, raw = KEYS[i], ARGV[17 + i]
   local part = parts[key]
-  local total_field, failed_field = ARGV[base + 1], ARGV[base + 2]
+  local total_field, failed_field, failed, received, hour, ref = unpack(about[i])
   if total_field ~= '' and not failed_fields[total_field] then
     failed_fields[total_field] = failed_field
     networks[#networks + 1] = total_field
@@ -108,7 +113,7 @@ for i = 1, n do
     outcomes[i] = -1
     refused = refused + 1
   else
-    local entry = cjson.decode(ARGV[base])
+    local entry = cjson.decode(raw)
     local history = part.history
     local resend, deciding = false, nil
     for _, seen in ipairs(history) do
@@ -122,20 +127,20 @@ for i = 1, n do
     end
     if resend then
       outcomes[i] = 0
-    elseif #history >= max_receipts or sizes[key] + #ARGV[base] + 1 > max_bytes then
+    elseif #history >= max_receipts or sizes[key] + #raw + 1 > max_bytes then
       outcomes[i] = 2
       dropped = dropped + 1
     else
       history[#history + 1] = entry
-      sizes[key] = sizes[key] + #ARGV[base] + 1
+      sizes[key] = sizes[key] + #raw + 1
       dirty[key] = true
       outcomes[i] = 1
       new = new + 1
-      if A and #history == 1 and ARGV[base + 6] ~= '' and not part.reg then
+      if A and #history == 1 and ref ~= '' and not part.reg then
         -- A part nobody registered, first heard of: found by its client-ref (a registered one is
         -- found through its message, indexed when it was registered).
-        redis.call('ZADD', ARGV[base + 6], tonumber(ARGV[base + 4]), key)
-        an_keep(A, ARGV[base + 6])
+        redis.call('ZADD', ref, received, key)
+        an_keep(A, ref)
       end
       local decides_now = rank[entry.status] and (deciding == nil or decides(entry, deciding))
       if decides_now and (deciding == nil or entry.status ~= deciding.status) then
@@ -147,7 +152,7 @@ for i = 1, n do
         if deciding ~= nil and A.is_final[deciding.status] and part.fh then
           an_outcome(A, part.fh, deciding, -1)
         else
-          part.fh, part.fe = ARGV[base + 5], tonumber(ARGV[base + 4])
+          part.fh, part.fe = hour, received
           if type(part.reg) == 'table' then
             an_resolved(A, part.reg, part.fe)
           end
@@ -156,7 +161,7 @@ for i = 1, n do
       end
       if total_field ~= '' then
         redis.call('HINCRBY', current, total_field, 1)
-        if ARGV[base + 3] == '1' then
+        if failed == 1 then
           redis.call('HINCRBY', current, failed_field, 1)
         end
         redis.call('EXPIRE', current, window_ttl)
@@ -190,7 +195,7 @@ end
 local windows = {}
 for _, total_field in ipairs(networks) do
   local total, failures = 0, 0
-  for b = n + 4, #KEYS do
+  for b = n + 4 + m, #KEYS do
     local counts = redis.call('HMGET', KEYS[b], total_field, failed_fields[total_field])
     total = total + (tonumber(counts[1]) or 0)
     failures = failures + (tonumber(counts[2]) or 0)
@@ -199,4 +204,8 @@ for _, total_field in ipairs(networks) do
   windows[#windows + 1] = total
   windows[#windows + 1] = failures
 end
-return {outcomes, windows, bad}
+local owners = {}
+for k = n + 4, n + 3 + m do
+  owners[#owners + 1] = redis.call('GET', KEYS[k]) or ''
+end
+return {outcomes, windows, bad, owners}
