@@ -100,6 +100,8 @@ for i = 1, n do
 end
 
 local outcomes, networks, failed_fields, dirty = {}, {}, {}, {}
+-- The batch's new final receipts by network field (counted once per batch, not once per receipt).
+local finals, failures = {}, {}
 local new, dropped, refused, changes = 0, 0, 0, {}
 for i = 1, n do
   local key, raw = KEYS[i], ARGV[17 + i]
@@ -160,11 +162,8 @@ for i = 1, n do
         an_outcome(A, part.fh, entry, 1)
       end
       if total_field ~= '' then
-        redis.call('HINCRBY', current, total_field, 1)
-        if failed == 1 then
-          redis.call('HINCRBY', current, failed_field, 1)
-        end
-        redis.call('EXPIRE', current, window_ttl)
+        finals[total_field] = (finals[total_field] or 0) + 1
+        failures[failed_field] = (failures[failed_field] or 0) + failed
       end
     end
   end
@@ -172,6 +171,17 @@ end
 
 for key in pairs(dirty) do
   redis.call('SET', key, cjson.encode(parts[key]), 'EX', ttl)
+end
+if next(finals) then
+  for field, count in pairs(finals) do
+    redis.call('HINCRBY', current, field, count)
+  end
+  for field, count in pairs(failures) do
+    if count > 0 then
+      redis.call('HINCRBY', current, field, count)
+    end
+  end
+  redis.call('EXPIRE', current, window_ttl)
 end
 if A then
   an_flush(A)
