@@ -48,9 +48,10 @@ def with_and_without_wait(argv: list[str], env: dict[str, str], queue: str | Non
     `stored` counts both runs' receipts, which stay queued for the worker rows."""
     def measure(tag: int, name: str) -> dict[str, Any]:
         replicas = "1" if name == DLRQ_INGEST_REPLICATED else "0"
-        return run_ingest(name, argv, {**env, "DLRQ_ACK_REPLICAS": replicas}, queue, client, seconds, 100 + 2 * tag)
+        return run_ingest(name, argv, {**env, "DLRQ_ACK_REPLICAS": replicas}, queue, client, seconds, 500 + 2 * tag)
 
     order = (DLRQ_INGEST_REPLICA, DLRQ_INGEST_REPLICATED, DLRQ_INGEST_REPLICATED, DLRQ_INGEST_REPLICA)
     runs = runs_by_name(order, measure, "rps")
-    return [runs[name][0] | {"stored": sum(row["stored"] for row in runs[name])}
+    return [runs[name][0] | {"stored": sum(row["stored"] for row in runs[name]),
+                             "runs_rps": [round(row["rps"]) for row in runs[name]]}
             for name in (DLRQ_INGEST_REPLICA, DLRQ_INGEST_REPLICATED)]

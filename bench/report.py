@@ -103,15 +103,18 @@ def markdown(results: dict[str, Any]) -> str:
         f"uvicorn {m['uvicorn']}, redis-py {m['redis']}, RQ {m['rq']}, server {m['server']} (AOF everysec).",
         "",
         "**Ingest** (server pinned to one core, `wrk -t1 -c32` on the other, JSON receipts, new messageId each; "
-        "the `appendfsync always` row has a server of its own, fsyncing before each answer):",
+        "each row its best run, every run's req/s in the last column; the first rows ran in turns, "
+        "the replica rows in turns with each other; the `appendfsync always` row has a server of its own, "
+        "fsyncing before each answer):",
         "",
-        "| design | req/s | p50 ms | p99 ms | non-2xx | Redis commands / receipt | round trips / receipt |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| design | req/s | p50 ms | p99 ms | non-2xx | Redis commands / receipt | round trips / receipt | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["ingest"]:
+        runs = ", ".join(f"{rps:,}" for rps in r.get("runs_rps", [round(r["rps"])]))
         lines.append(
             f"| {r['design']} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['non_2xx']} "
-            f"| {fmt(r.get('commands_per_receipt'), 2)} | {fmt(r.get('round_trips_per_receipt'), 2)} |")
+            f"| {fmt(r.get('commands_per_receipt'), 2)} | {fmt(r.get('round_trips_per_receipt'), 2)} | {runs} |")
     lines += [
         "",
         "**Workers** (one process, pinned, draining the backlog its ingest left above):",

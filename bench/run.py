@@ -13,7 +13,7 @@ from dlrq.core.receipt import Receipt, utc_now_iso
 from dlrq.core.settings import Settings
 from workers.batch import apply
 
-from .harness import LOAD_CORE, SERVER_CORE, free_port, measure_cost, process, python, wrk
+from .harness import LOAD_CORE, SERVER_CORE, free_port, measure_cost, process, python, runs_by_name, wrk
 from .report import DLRQ_INGEST_NO_CONSOLE
 
 DLRQ_QUEUE = "dlrq"
@@ -34,13 +34,31 @@ def ingest_designs(url: str, express: bool) -> dict[str, tuple[list[str], dict[s
         "bare Starlette (parse, 204)": (uvicorn("bench.apps.bare:app", 0), env, None),
         "naive (one RQ job per request)": (uvicorn("bench.apps.naive:app", 0), env, NAIVE_QUEUE),
         "dlrq ingest": ([python(), "-m", "dlrq", "ingest"], dlrq_env, DLRQ_QUEUE),
-        # Right after the row it is compared with: later rows run on a server whose backlog (and
-        # append-only file, rewritten in a fork) has grown, which alone moved a late row by 25%.
         DLRQ_INGEST_NO_CONSOLE: ([python(), "-m", "dlrq", "ingest"], {**dlrq_env, "DLRQ_CONSOLE": "false"}, DLRQ_QUEUE),
     }
     if express:
         designs["Vonage docs' Express sample"] = (["node", "bench/express/server.js"], {}, None)
     return designs
+
+
+def ingest_rows(url: str, express: bool, client: redis.Redis, seconds: float, rounds: int) -> list[dict[str, Any]]:
+    """Each design `rounds` times, in the order A B C D, D C B A, A B C D..., each kept at its best run:
+    the machine drifts over a minute by as much as some differences measured (the console on and
+    off, within 5%), and later runs meet a server whose backlog (and append-only file, rewritten in
+    a fork) has grown, which alone moved a late row by 25%. `runs_rps` keeps every run's rate;
+    `stored` counts every run's receipts, which stay queued for the worker rows."""
+    designs = ingest_designs(url, express)
+    names = list(designs)
+
+    def measure(tag: int, name: str) -> dict[str, Any]:
+        print(f"ingest: {name} ...", flush=True)
+        argv, env, queue = designs[name]
+        return run_ingest(name, argv, env, queue, client, seconds, tag * 10)  # tags below 500 (replica rows)
+
+    order = [name for r in range(rounds) for name in (names if r % 2 == 0 else reversed(names))]
+    runs = runs_by_name(order, measure, "rps")
+    return [runs[name][0] | {"stored": sum(row["stored"] for row in runs[name]),
+                             "runs_rps": [round(row["rps"]) for row in runs[name]]} for name in names]
 
 
 def run_ingest(name: str, argv: list[str], env: dict[str, str], queue: str | None, client: redis.Redis,
