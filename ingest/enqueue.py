@@ -19,7 +19,7 @@ from dlrq.core.jobs import FAILURE_TTL, Command, Recorder, flatten
 from dlrq.core.receipt import Receipt
 from dlrq.core.record import jsonl, record_commands
 
-RUN_COMMANDS = Script.load(__package__, "run_commands")
+RUN_COMMANDS = Script.load(__package__, "run_commands", libraries=("commands",))
 
 # First retry at once (a worker that died mid-batch), then back off while Redis or the code is unwell.
 BATCH_RETRY_INTERVALS = [0, 1, 5, 15, 30, 60, 120, 300]

@@ -241,3 +241,38 @@ def test_a_killed_workers_job_is_put_back_while_every_live_worker_is_busy_with_a
     finally:
         busy.process.kill()
         busy.process.wait()
+
+
+@pytest.mark.parametrize("held", ["intermediate list", "started registry"])
+def test_a_job_put_back_while_redis_refuses_writes_is_never_left_in_no_list(private_server, held):
+    """Putting a taken job back was two calls: take it out of where it was held, then enqueue it.
+    At maxmemory the first (a removal) is allowed and the second refused, and the job was in no list
+    at all: its acknowledged receipts lost (seen in a standalone fault run, seed 852, during the
+    maxmemory fault). Now one atomic call: at maxmemory it still puts the job back."""
+    from rq.registry import StartedJobRegistry
+
+    from workers.queues import TakeThroughIntermediate
+    from workers.recovery import HELD_IN_LIST, HELD_IN_REGISTRY, claim_and_requeue
+
+    r = redis.Redis.from_url(private_server.url)
+    queue = TakeThroughIntermediate("dlrq", connection=r, serializer=JSONSerializer)
+    job = queue.enqueue("workers.batch.apply_batch", [], job_id="taken")
+    assert r.lmove(queue.key, queue.intermediate_queue_key) == b"taken"
+    registry = StartedJobRegistry(queue=queue)
+    if held == "intermediate list":
+        key, how, member = queue.intermediate_queue_key, HELD_IN_LIST, "taken"
+    else:
+        r.lrem(queue.intermediate_queue_key, 1, "taken")
+        r.zadd(registry.key, {"taken:run": 1})
+        key, how, member = registry.key, HELD_IN_REGISTRY, "taken:run"
+    r.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+            r.set("dlrq:probe", "x")  # writes are refused
+        assert claim_and_requeue(job, queue, key, how, member)
+        assert not claim_and_requeue(job, queue, key, how, member), "put back once"
+    finally:
+        r.config_set("maxmemory", 0)
+    assert queue.get_job_ids() == ["taken"] and r.llen(queue.intermediate_queue_key) == 0
+    assert registry.get_job_ids(cleanup=False) == []
+    assert Job.fetch("taken", connection=r, serializer=JSONSerializer).get_status() == "queued"

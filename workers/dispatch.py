@@ -23,7 +23,7 @@ from dlrq.core.jobs import FAILURE_TTL, Recorder, flatten, handler_job_id
 from dlrq.core.receipt import utc_now_iso
 from dlrq.core.settings import Settings
 
-RAISE_EVENT = Script.load(__package__, "raise_event")
+RAISE_EVENT = Script.load(__package__, "raise_event", libraries=("commands",))
 # Seconds a handler job has, after its call, to mark the call made: a marker written late is better
 # than a job cut off by its timeout after a successful call, and called again.
 MARK_WITHIN = 30

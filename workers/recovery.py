@@ -25,8 +25,14 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.utils import current_timestamp, parse_composite_key
 
+from dlrq.core.calls import Script, run
+from dlrq.core.jobs import flatten
+
 from .queues import TakeThroughIntermediate
 
+REQUEUE = Script.load(__package__, "requeue", libraries=("commands",))
+# Where a job to put back is held (requeue.lua): its queue's intermediate list, its started registry.
+HELD_IN_LIST, HELD_IN_REGISTRY = "list", "registry"
 log = logging.getLogger("dlrq.worker")
 MAX_ABANDONED = 5
 # Job meta fields: how many times a run of the job was cut short, and of those how many times
@@ -54,6 +60,16 @@ def requeue_now(job: Job, queue: TakeThroughIntermediate, pipeline: Pipeline) ->
     queue._enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
+def claim_and_requeue(job: Job, queue: TakeThroughIntermediate, held_in: str, how: str, member: str) -> bool:
+    """`requeue_now`, if this call takes `member` out of `held_in` (else another worker won the job):
+    one atomic call, so that nothing can leave the job taken from there and never put back."""
+    recording = queue.connection.pipeline(transaction=False)
+    requeue_now(job, queue, recording)
+    commands = [args for args, _ in recording.command_stack]
+    recording.reset()
+    return bool(run(queue.connection, REQUEUE(keys=[held_in], args=[how, member, *flatten(commands)])))
+
+
 def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
     """Requeue the jobs of dead workers (their execution expired in the started registry); return their ids."""
     registry = queue.started_job_registry
@@ -68,8 +84,8 @@ def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
         # Still queued: its worker died between registering the run and starting it.
         if job.get_status(refresh=False) not in ABANDONABLE or cut_short(job) >= MAX_ABANDONED:
             continue  # RQ's own clean-up takes it from here
-        if connection.zrem(registry.key, composite):  # one worker wins the job
-            run_again(job, queue, "was abandoned by a worker that died")
+        member = composite.decode() if isinstance(composite, bytes) else composite
+        if run_again(job, queue, registry.key, HELD_IN_REGISTRY, member, "was abandoned by a worker that died"):
             requeued.append(job.id)
     return requeued
 
@@ -88,24 +104,27 @@ def rerun_stranded(queue: TakeThroughIntermediate) -> list[str]:
     for job_id in taken:
         if job_id in started or intermediate.set_first_seen(job_id):
             continue  # running, or seen for the first time
-        if not intermediate.should_be_cleaned_up(job_id) or not connection.lrem(intermediate.key, 1, job_id):
-            continue  # not yet, or another worker won it
+        if not intermediate.should_be_cleaned_up(job_id):
+            continue  # not yet
         try:
             job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
         except NoSuchJobError:
+            connection.lrem(intermediate.key, 1, job_id)  # nothing left to run
             continue
-        run_again(job, queue, "was taken by a worker that died before starting it")
-        requeued.append(job.id)
+        if run_again(job, queue, intermediate.key, HELD_IN_LIST, job_id,
+                     "was taken by a worker that died before starting it"):
+            requeued.append(job.id)
     return requeued
 
 
-def run_again(job: Job, queue: TakeThroughIntermediate, why: str) -> None:
-    """A job its dead worker left: back to the front of its queue, counted as abandoned."""
+def run_again(job: Job, queue: TakeThroughIntermediate, held_in: str, how: str, member: str, why: str) -> bool:
+    """A job its dead worker left: back to the front of its queue, counted as abandoned, unless
+    another worker won it first."""
     job.meta[ABANDONED] = abandoned(job) + 1
-    with queue.connection.pipeline() as pipe:
-        requeue_now(job, queue, pipe)
-        pipe.execute()
+    if not claim_and_requeue(job, queue, held_in, how, member):
+        return False
     log.warning("job %s (%s) %s: running it again", job.id, job.description, why)
+    return True
 
 
 def rescue(queues: Sequence[TakeThroughIntermediate]) -> list[str]:

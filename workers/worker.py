@@ -30,7 +30,7 @@ from dlrq.core.settings import Settings
 from . import current
 from .health import RedisHealth
 from .queues import TakeThroughIntermediate, forget_dead_executions
-from .recovery import Rescue, cut_short, requeue_now, rescue
+from .recovery import HELD_IN_LIST, Rescue, claim_and_requeue, cut_short, requeue_now, rescue
 from .scheduling import Scheduling, release_dead_scheduler_locks
 from .sweep import sweep
 
@@ -221,10 +221,8 @@ class BatchWorker(SimpleWorker):
             if not is_transient(exc):
                 raise
             # Taken (in the intermediate list) but not started: back to the front once Redis is.
-            if self.health.wait(exc) and self.connection.lrem(queue.intermediate_queue_key, 1, job.id):
-                with self.connection.pipeline() as pipe:
-                    requeue_now(job, queue, pipe)
-                    pipe.execute()
+            if self.health.wait(exc):
+                claim_and_requeue(job, queue, queue.intermediate_queue_key, HELD_IN_LIST, job.id)
             return
         try:
             self.perform_job(job, queue, execution)

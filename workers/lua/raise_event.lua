@@ -16,10 +16,5 @@ if ARGV[4] == '1' then
     redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
   end
 end
-local i = 6
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
+run_commands(6)
 return 1
