@@ -23,10 +23,10 @@ import redis
 from redis.client import Pipeline
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.utils import current_timestamp, parse_composite_key
+from rq.utils import as_text, current_timestamp, parse_composite_key
 
 from dlrq.core.calls import Script, run
-from dlrq.core.jobs import flatten
+from dlrq.core.jobs import flatten, recorded
 
 from .queues import TakeThroughIntermediate
 
@@ -63,10 +63,7 @@ def requeue_now(job: Job, queue: TakeThroughIntermediate, pipeline: Pipeline) ->
 def claim_and_requeue(job: Job, queue: TakeThroughIntermediate, held_in: str, how: str, member: str) -> bool:
     """`requeue_now`, if this call takes `member` out of `held_in` (else another worker won the job):
     one atomic call, so that nothing can leave the job taken from there and never put back."""
-    recording = queue.connection.pipeline(transaction=False)
-    requeue_now(job, queue, recording)
-    commands = [args for args, _ in recording.command_stack]
-    recording.reset()
+    commands = recorded(queue.connection, lambda pipe: requeue_now(job, queue, pipe))
     return bool(run(queue.connection, REQUEUE(keys=[held_in], args=[how, member, *flatten(commands)])))
 
 
@@ -75,8 +72,8 @@ def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
     registry = queue.started_job_registry
     connection = queue.connection
     requeued = []
-    for composite in connection.zrangebyscore(registry.key, 0, current_timestamp()):
-        job_id, _ = parse_composite_key(composite.decode() if isinstance(composite, bytes) else composite)
+    for composite in map(as_text, connection.zrangebyscore(registry.key, 0, current_timestamp())):
+        job_id, _ = parse_composite_key(composite)
         try:
             job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
         except NoSuchJobError:
@@ -84,8 +81,7 @@ def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
         # Still queued: its worker died between registering the run and starting it.
         if job.get_status(refresh=False) not in ABANDONABLE or cut_short(job) >= MAX_ABANDONED:
             continue  # RQ's own clean-up takes it from here
-        member = composite.decode() if isinstance(composite, bytes) else composite
-        if run_again(job, queue, registry.key, HELD_IN_REGISTRY, member, "was abandoned by a worker that died"):
+        if run_again(job, queue, registry.key, HELD_IN_REGISTRY, composite, "was abandoned by a worker that died"):
             requeued.append(job.id)
     return requeued
 

@@ -10,10 +10,11 @@ server is byte for byte what `Queue.enqueue` would have written.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
@@ -42,12 +43,17 @@ class Recorder:
         self.queue.redis_server_version = (int(major), int(minor), int(patch))
 
     def enqueue(self, job: Job, at: datetime | None = None) -> list[Command]:
-        recording = self._client.pipeline(transaction=False)
         if at is None:
-            self.queue.enqueue_job(job, pipeline=recording)
-        else:
-            self.queue.schedule_job(job, at, pipeline=recording)
-        return [args for args, _ in recording.command_stack]
+            return recorded(self._client, lambda pipe: self.queue.enqueue_job(job, pipeline=pipe))
+        return recorded(self._client, lambda pipe: self.queue.schedule_job(job, at, pipeline=pipe))
+
+
+def recorded(client: redis.Redis, write: Callable[[Pipeline], object]) -> list[Command]:
+    """The commands `write` puts in a pipeline of `client`, which is never sent (they are run by a
+    script of dlrq's, with what must be written atomically with them)."""
+    recording = client.pipeline(transaction=False)
+    write(recording)
+    return [args for args, _ in recording.command_stack]
 
 
 def handler_job_id(event_id: str, handler: str) -> str:
