@@ -18,7 +18,7 @@ import time
 import pytest
 import redis
 
-from dlrq.cli.embedded import SERVER_FILE, embedded_server
+from dlrq.cli.embedded import SERVER_FILE, EmbeddedServer, ServerFailed, embedded_server, running_server
 from dlrq.core import keys
 from dlrq.core.settings import Settings
 from tests.support.disk import small_disk
@@ -73,3 +73,23 @@ def test_dlrq_up_on_a_disk_that_fills_up_loses_nothing_it_acknowledged(tmp_path)
                     if doc is None or dedupe_key(acked[i]) not in history_keys(i, json.loads(doc)["history"])]
             client.close()
     assert len(acked) == len(receipts) and lost == [], f"{len(lost)} acknowledged receipts lost: {lost[:5]}"
+
+
+def test_a_server_started_again_on_a_full_disk_is_stopped_not_left_running_unrecorded(tmp_path):
+    with small_disk(tmp_path) as disk:
+        server = EmbeddedServer(disk.path)
+        server.start()
+        first = json.loads((disk.path / SERVER_FILE).read_text())
+        server.process.kill()
+        server.process.wait()
+        disk.fill()
+        with pytest.raises(ServerFailed):
+            server.start()
+        assert server.exit_status() is not None, "a server no command can find was left running"
+        assert json.loads((disk.path / SERVER_FILE).read_text()) == first, "the record was damaged"
+        disk.empty()
+        server.start()
+        try:
+            assert running_server(disk.path) == server.url
+        finally:
+            server.stop()

@@ -112,8 +112,13 @@ class EmbeddedServer:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True, preexec_fn=die_with_parent)
         _wait_ready(self.process, self.url, self.data_dir)
-        record = {"url": self.url, "pid": self.process.pid, "owner": self.owner}
-        (self.data_dir / SERVER_FILE).write_text(json.dumps(record) + "\n")
+        try:
+            _write_record(self.data_dir, {"url": self.url, "pid": self.process.pid, "owner": self.owner})
+        except OSError as exc:
+            # Unrecorded, it would be found by no command and stopped by no later `dlrq up`.
+            self.process.kill()
+            self.process.wait()
+            raise ServerFailed(f"could not record its address in {self.data_dir / SERVER_FILE}: {exc}") from exc
 
     def exit_status(self) -> int | None:
         """None while it runs."""
@@ -148,6 +153,16 @@ def embedded_server(data_dir: Path, fsync: str = "always") -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+def _write_record(data_dir: Path, record: dict[str, object]) -> None:
+    """Whole or not at all: on a full disk the previous record stays as it was."""
+    written = data_dir / f".{SERVER_FILE}.new"
+    try:
+        written.write_text(json.dumps(record) + "\n")
+        os.replace(written, data_dir / SERVER_FILE)
+    finally:
+        written.unlink(missing_ok=True)
 
 
 def _read_record(data_dir: Path) -> dict[str, object] | None:
