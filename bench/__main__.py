@@ -17,7 +17,7 @@ from dlrq.cli.embedded import embedded_server
 
 from .analytics_cost import thirty_days, worker_rates
 from .ceiling import ceiling
-from .harness import ROOT
+from .harness import LOAD_CORE, ROOT, server_on
 from .replica import replica_of, with_and_without_wait
 from .report import (
     BARE,
@@ -63,17 +63,20 @@ def main() -> None:
         client = redis.Redis.from_url(url)
         results["machine"]["server"] = "valkey " + client.info("server")["valkey_version"] \
             if "valkey_version" in client.info("server") else "redis " + client.info("server")["redis_version"]
-        results["ingest"] = ingest_rows(url, express, client, args.seconds, args.rounds)
-        print("ingest: dlrq ingest on a server with appendfsync always ...", flush=True)
-        argv, env, queue = ingest_designs(url, express)[DLRQ_INGEST]
-        with tempfile.TemporaryDirectory() as strict, embedded_server(Path(strict), "always") as always_url:
-            with redis.Redis.from_url(always_url) as strict_client:
-                results["ingest"].append(run_ingest(DLRQ_INGEST_ALWAYS, argv, {**env, "DLRQ_REDIS_URL": always_url},
-                                                    queue, strict_client, args.seconds, 90))
-        print("ingest: dlrq ingest beside a local replica, DLRQ_ACK_REPLICAS=0 and 1 alternately ...", flush=True)
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-        with tempfile.TemporaryDirectory() as copy, replica_of(client, port, Path(copy)):
-            results["ingest"] += with_and_without_wait(argv, env, queue, client, args.seconds)
+        # The ingest on one core, wrk and the server(s) it writes to on the other.
+        with server_on(client, LOAD_CORE):
+            results["ingest"] = ingest_rows(url, express, client, args.seconds, args.rounds)
+            print("ingest: dlrq ingest on a server with appendfsync always ...", flush=True)
+            argv, env, queue = ingest_designs(url, express)[DLRQ_INGEST]
+            with tempfile.TemporaryDirectory() as strict, embedded_server(Path(strict), "always") as always_url:
+                with redis.Redis.from_url(always_url) as strict_client, server_on(strict_client, LOAD_CORE):
+                    results["ingest"].append(run_ingest(DLRQ_INGEST_ALWAYS, argv,
+                                                        {**env, "DLRQ_REDIS_URL": always_url},
+                                                        queue, strict_client, args.seconds, 90))
+            print("ingest: dlrq ingest beside a local replica, DLRQ_ACK_REPLICAS=0 and 1 alternately ...", flush=True)
+            port = int(url.rsplit(":", 1)[1].split("/")[0])
+            with tempfile.TemporaryDirectory() as copy, replica_of(client, port, Path(copy), LOAD_CORE):
+                results["ingest"] += with_and_without_wait(argv, env, queue, client, args.seconds)
         by_name = {r["design"]: r for r in results["ingest"]}
         if args.ingest_only:
             for r in results["ingest"]:

@@ -14,19 +14,20 @@ import redis
 
 from dlrq.cli.embedded import binary
 
-from .harness import free_port, runs_by_name
+from .harness import free_port, pinned, runs_by_name
 from .report import DLRQ_INGEST_REPLICA, DLRQ_INGEST_REPLICATED
 from .run import run_ingest
 
 
 @contextmanager
-def replica_of(primary: redis.Redis, primary_port: int, data_dir: Path) -> Iterator[None]:
-    """Running, and confirming writes (WAIT), until the block ends."""
+def replica_of(primary: redis.Redis, primary_port: int, data_dir: Path, core: str) -> Iterator[None]:
+    """Running on `core`, and confirming writes (WAIT), until the block ends."""
     port = free_port()
-    proc = subprocess.Popen([str(binary()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-                             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                             "--replicaof", "127.0.0.1", str(primary_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    argv = [str(binary()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--replicaof", "127.0.0.1", str(primary_port)]
+    proc = subprocess.Popen(pinned(core, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:

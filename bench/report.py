@@ -102,7 +102,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['date']}; Python {m['python']}, Starlette {m['starlette']}, "
         f"uvicorn {m['uvicorn']}, redis-py {m['redis']}, RQ {m['rq']}, server {m['server']} (AOF everysec).",
         "",
-        "**Ingest** (server pinned to one core, `wrk -t1 -c32` on the other, JSON receipts, new messageId each; "
+        "**Ingest** (server pinned to one core, `wrk -t1 -c32` and Valkey on the other, JSON receipts, "
+        "new messageId each; "
         "each row its best run, every run's req/s in the last column; the first rows ran in turns, "
         "the replica rows in turns with each other; the `appendfsync always` row has a server of its own, "
         "fsyncing before each answer):",
