@@ -94,14 +94,16 @@ def stringify(obj: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in obj.items():
         if isinstance(value, str):
-            if not _is_utf8(value) or not _is_utf8(key):
-                raise InvalidReceipt("bad_encoding", f"field {key!r} holds an unpaired surrogate")
             out[key] = value
         elif isinstance(value, (bool, int, float)):
             out[key] = json.dumps(value)
         else:
             kind = "null" if value is None else type(value).__name__
             raise InvalidReceipt("malformed_field", f"field {key!r} is {kind}; receipt values are flat strings")
+    if not _is_utf8("".join(out)) or not _is_utf8("".join(out.values())):
+        # One pass over the whole receipt: the field is looked for only when there is one to name.
+        key = next(k for k, v in out.items() if not (_is_utf8(k) and _is_utf8(v)))
+        raise InvalidReceipt("bad_encoding", f"field {key!r} holds an unpaired surrogate")
     return out
 
 

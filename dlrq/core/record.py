@@ -15,6 +15,7 @@ from typing import Any
 from . import keys
 
 Command = tuple[object, ...]
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
 
 
 def record_commands(lines: bytes, max_batches: int, max_age: int, now: float) -> list[Command]:
@@ -26,4 +27,5 @@ def record_commands(lines: bytes, max_batches: int, max_age: int, now: float) ->
 
 
 def jsonl(records: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records).encode()
+    encode = _COMPACT.encode
+    return "".join([encode(record) + "\n" for record in records]).encode()
