@@ -3,20 +3,19 @@ resends, registrations before, among and after them; every message ends as the c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
 import signal
 import time
 
-import httpx
 import pytest
 import redis
 
 from dlrq.core import keys
 from dlrq.core.receipt import Receipt
 from dlrq.core.settings import Settings
+from tests.support.bulk import run_all
 from tests.support.oracle import contract_status
 from tests.support.processes import dlrq, dlrq_env, spawn
 from tests.support.queues import wait_drained
@@ -54,26 +53,13 @@ def build(n: int, seed: int) -> tuple[list[dict], list[dict], dict[str, str]]:
     return sends, receipts, expected
 
 
-async def post_all(base: str, requests: list[tuple[str, dict]], concurrency: int = 64) -> list[int]:
-    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=concurrency), timeout=30) as client:
-        semaphore = asyncio.Semaphore(concurrency)
-
-        async def post(path: str, body: dict) -> int:
-            async with semaphore:
-                return (await client.post(path, json=body)).status_code
-
-        return await asyncio.gather(*(post(path, body) for path, body in requests))
+def post_all(base: str, requests: list[tuple[str, dict]]) -> list[int]:
+    return [status for status, _ in run_all(base, [("POST", path, {"json": body}) for path, body in requests])]
 
 
-async def get_all(base: str, ids: list[str]) -> dict[str, dict]:
-    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=32), timeout=30) as client:
-        semaphore = asyncio.Semaphore(32)
-
-        async def get(message_id: str) -> tuple[str, dict]:
-            async with semaphore:
-                return message_id, (await client.get(f"/messages/{message_id}")).json()
-
-        return dict(await asyncio.gather(*(get(i) for i in ids)))
+def get_all(base: str, ids: list[str]) -> dict[str, dict]:
+    answers = run_all(base, [("GET", f"/messages/{message_id}", {}) for message_id in ids], 32)
+    return {message_id: json.loads(body) for message_id, (_, body) in zip(ids, answers)}
 
 
 def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server):
@@ -85,11 +71,11 @@ def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server
     middle = [(PATH, r) for r in receipts + resends] + [("/messages", s) for s in among]
     rng.shuffle(middle)
 
-    codes = asyncio.run(post_all(ingest_server, [("/messages", s) for s in early]))
-    codes += asyncio.run(post_all(ingest_server, middle))
+    codes = post_all(ingest_server, [("/messages", s) for s in early])
+    codes += post_all(ingest_server, middle)
     worker = spawn("worker", dlrq_env(redis_url))  # applying while the late registrations come in
     try:
-        codes += asyncio.run(post_all(ingest_server, [("/messages", s) for s in late]))
+        codes += post_all(ingest_server, [("/messages", s) for s in late])
         assert sorted(set(codes)) == [201, 204]
         assert codes.count(201) == 2_000 and codes.count(204) == len(receipts) + len(resends)
         wait_drained(redis.Redis.from_url(redis_url), Settings(redis_url=redis_url), timeout=120)
@@ -97,7 +83,7 @@ def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server
         worker.terminate()
         worker.wait(timeout=30)
 
-    views = asyncio.run(get_all(ingest_server, list(expected)))
+    views = get_all(ingest_server, list(expected))
     wrong = {i: (views[i]["status"], want) for i, want in expected.items() if views[i]["status"] != want}
     assert not wrong, f"{len(wrong)} messages differ, e.g. {list(wrong.items())[:5]}"
     assert {v["status"] for v in views.values()} == {"delivered", "failed", "unknown", "pending"}
