@@ -14,7 +14,7 @@ import redis
 
 from dlrq.cli.embedded import EmbeddedServer, embedded_server
 from dlrq.core.settings import Settings
-from tests.support.processes import dlrq_env, free_port, spawn, wait_http
+from tests.support.processes import running_ingest
 
 SERVERS = ["embedded"] + (["external"] if os.environ.get("DLRQ_TEST_REDIS_URL") else [])
 
@@ -71,16 +71,6 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
 
 @pytest.fixture
 def ingest_server(redis_url: str) -> Iterator[str]:
-    """A real `dlrq ingest` process; yields its base URL.
-
-    It waits up to 5 ms to fill a batch: the test clients send fewer receipts at once than Vonage does.
-    """
-    port = free_port()
-    proc = spawn("ingest", dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="5"))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/healthz")
+    """A real `dlrq ingest` process; yields its base URL."""
+    with running_ingest(redis_url) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)

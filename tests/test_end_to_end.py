@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -14,8 +13,8 @@ from rq.registry import StartedJobRegistry
 
 from dlrq.core import keys
 from dlrq.core.settings import Settings
-from tests.support.bulk import run_all
-from tests.support.processes import dlrq_env, free_port, spawn, wait_http
+from tests.support.bulk import message_views, run_all
+from tests.support.processes import dlrq_env, running_ingest, spawn
 from tests.support.queues import queue_of, wait_drained
 from tests.support.receipts import receipt
 
@@ -57,10 +56,9 @@ def post_concurrently(base: str, receipts: list[dict], concurrency: int = 64) ->
 
 
 def check_states(base: str, expected: dict[str, tuple[str, str, int]]) -> None:
-    answers = run_all(base, [("GET", f"/messages/{mid}", {}) for mid in expected], 32)
-    for (mid, (part_status, message_status, distinct)), (code, body) in zip(expected.items(), answers):
-        assert code == 200, (mid, code, body[:200])
-        view = json.loads(body)
+    views = message_views(base, list(expected))
+    for mid, (part_status, message_status, distinct) in expected.items():
+        view = views[mid]
         [part] = view["parts"]
         history = [(h["status"], h["err_code"], h["message_timestamp"]) for h in part["history"]]
         assert len(history) == len(set(history)) == distinct, (mid, history)
@@ -88,21 +86,15 @@ def test_ten_thousand_concurrent_receipts_with_resends_in_shuffled_order(redis_u
 
 def test_worker_killed_mid_batch_another_finishes_it(redis_url):
     # A job's timeout is the one its ingest gave it: the workers' setting alone would not shorten it.
-    env = dlrq_env(redis_url, DLRQ_JOB_TIMEOUT="3", DLRQ_MAINTENANCE_INTERVAL="1")
-    port = free_port()
-    ingest = spawn("ingest", {**env, "DLRQ_PORT": str(port), "DLRQ_BATCH_MAX_WAIT_MS": "5"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/healthz")
+    short = {"DLRQ_JOB_TIMEOUT": "3", "DLRQ_MAINTENANCE_INTERVAL": "1"}
+    env = dlrq_env(redis_url, **short)
+    with running_ingest(redis_url, **short) as base:
         receipts, expected = scenario(10_000, seed=3)
         assert set(post_concurrently(base, receipts)) == {204}
         abandoned = kill_a_worker_mid_batch(redis_url, env)
         finish_the_abandoned_batch(redis_url, env, abandoned)
         assert len(redis.Redis.from_url(redis_url).keys(keys.part("E2E03*"))) == len(expected)
         check_states(base, expected)
-    finally:
-        ingest.terminate()
-        ingest.wait(timeout=20)
 
 
 def kill_a_worker_mid_batch(redis_url: str, env: dict[str, str]) -> list[str]:

@@ -15,7 +15,7 @@ import redis
 from dlrq.core import keys
 from dlrq.core.receipt import Receipt
 from dlrq.core.settings import Settings
-from tests.support.bulk import run_all
+from tests.support.bulk import message_views, run_all
 from tests.support.oracle import contract_status
 from tests.support.processes import dlrq, dlrq_env, spawn
 from tests.support.queues import wait_drained
@@ -57,11 +57,6 @@ def post_all(base: str, requests: list[tuple[str, dict]]) -> list[int]:
     return [status for status, _ in run_all(base, [("POST", path, {"json": body}) for path, body in requests])]
 
 
-def get_all(base: str, ids: list[str]) -> dict[str, dict]:
-    answers = run_all(base, [("GET", f"/messages/{message_id}", {}) for message_id in ids], 32)
-    return {message_id: json.loads(body) for message_id, (_, body) in zip(ids, answers)}
-
-
 def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server):
     sends, receipts, expected = build(2_000, seed=7)
     rng = random.Random(8)
@@ -83,7 +78,7 @@ def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server
         worker.terminate()
         worker.wait(timeout=30)
 
-    views = get_all(ingest_server, list(expected))
+    views = message_views(ingest_server, list(expected))
     wrong = {i: (views[i]["status"], want) for i, want in expected.items() if views[i]["status"] != want}
     assert not wrong, f"{len(wrong)} messages differ, e.g. {list(wrong.items())[:5]}"
     assert {v["status"] for v in views.values()} == {"delivered", "failed", "unknown", "pending"}

@@ -8,6 +8,7 @@ failed import on every call), so the tests measured their own client; aiohttp sp
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,3 +33,11 @@ async def request_all(base: str, requests: Iterable[Request], concurrency: int =
 
 def run_all(base: str, requests: Iterable[Request], concurrency: int = 64) -> list[tuple[int, bytes]]:
     return asyncio.run(request_all(base, requests, concurrency))
+
+
+def message_views(base: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """`GET /messages/{id}` of each id (each must answer 200), by id."""
+    answers = run_all(base, [("GET", f"/messages/{message_id}", {}) for message_id in ids], 32)
+    for message_id, (code, body) in zip(ids, answers):
+        assert code == 200, (message_id, code, body[:200])
+    return {message_id: json.loads(body) for message_id, (_, body) in zip(ids, answers)}

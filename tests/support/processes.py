@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -75,3 +76,20 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
             return False
 
     eventually(up, timeout, f"{url} to answer 200", pause=0.1)
+
+
+@contextmanager
+def running_ingest(redis_url: str, **extra: str) -> Iterator[str]:
+    """A real `dlrq ingest` process on a port of its own; yields its base URL.
+
+    It waits up to 5 ms to fill a batch: the test clients send fewer receipts at once than Vonage does.
+    """
+    port = free_port()
+    proc = spawn("ingest", dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="5", **extra))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
