@@ -13,7 +13,7 @@ from dlrq.core.receipt import Receipt, utc_now_iso
 from dlrq.core.settings import Settings
 from workers.batch import apply
 
-from .harness import LOAD_CORE, SERVER_CORE, free_port, measure_cost, process, python, runs_by_name, wrk
+from .harness import LOAD_CORE, SERVER_CORE, best_of, free_port, measure_cost, process, python, runs_by_name, wrk
 from .report import DLRQ_INGEST_NO_CONSOLE
 
 DLRQ_QUEUE = "dlrq"
@@ -45,7 +45,8 @@ def ingest_rows(url: str, express: bool, client: redis.Redis, seconds: float, ro
     """Each design `rounds` times, in the order A B C D, D C B A, A B C D..., each kept at its best run:
     the machine drifts over a minute by as much as some differences measured (the console on and
     off, within 5%), and later runs meet a server whose backlog (and append-only file, rewritten in
-    a fork) has grown, which alone moved a late row by 25%. `runs_rps` keeps every run's rate;
+    a fork) has grown, which alone moved a late row by 25%. `runs_rps` keeps every run's rate
+    (in the order they ran) and `median_rps` their median;
     `stored` counts every run's receipts, which stay queued for the worker rows."""
     designs = ingest_designs(url, express)
     names = list(designs)
@@ -56,9 +57,8 @@ def ingest_rows(url: str, express: bool, client: redis.Redis, seconds: float, ro
         return run_ingest(name, argv, env, queue, client, seconds, tag * 10)  # tags below 500 (replica rows)
 
     order = [name for r in range(rounds) for name in (names if r % 2 == 0 else reversed(names))]
-    runs = runs_by_name(order, measure, "rps")
-    return [runs[name][0] | {"stored": sum(row["stored"] for row in runs[name]),
-                             "runs_rps": [round(row["rps"]) for row in runs[name]]} for name in names]
+    runs = runs_by_name(order, measure)
+    return [best_of(runs[name], "rps") | {"stored": sum(row["stored"] for row in runs[name])} for name in names]
 
 
 def run_ingest(name: str, argv: list[str], env: dict[str, str], queue: str | None, client: redis.Redis,
