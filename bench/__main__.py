@@ -24,11 +24,13 @@ from .report import (
     DLRQ_INGEST,
     DLRQ_INGEST_ALWAYS,
     DLRQ_INGEST_NO_CONSOLE,
-    DLRQ_INGEST_REPLICA,
-    DLRQ_INGEST_REPLICATED,
     markdown,
 )
 from .run import ingest_designs, ingest_rows, memory_per_message, run_ingest, run_workers, sustained
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 def machine() -> dict[str, str]:
@@ -74,9 +76,13 @@ def main() -> None:
                                                         {**env, "DLRQ_REDIS_URL": always_url},
                                                         queue, strict_client, args.seconds, 90))
             print("ingest: dlrq ingest beside a local replica, DLRQ_ACK_REPLICAS=0 and 1 alternately ...", flush=True)
-            port = int(url.rsplit(":", 1)[1].split("/")[0])
-            with tempfile.TemporaryDirectory() as copy, replica_of(client, port, Path(copy), LOAD_CORE):
-                results["ingest"] += with_and_without_wait(argv, env, queue, client, args.seconds)
+            # A primary of their own too: on the shared server the replica would first copy, then
+            # rewrite, the backlog of every row before (its forks and writes on wrk's core).
+            with (tempfile.TemporaryDirectory() as pair, embedded_server(Path(pair), "everysec") as pair_url,
+                  redis.Redis.from_url(pair_url) as primary, server_on(primary, LOAD_CORE),
+                  tempfile.TemporaryDirectory() as copy, replica_of(primary, port_of(pair_url), Path(copy), LOAD_CORE)):
+                results["ingest"] += with_and_without_wait(argv, {**env, "DLRQ_REDIS_URL": pair_url}, queue,
+                                                           primary, args.seconds)
         by_name = {r["design"]: r for r in results["ingest"]}
         if args.ingest_only:
             for r in results["ingest"]:
@@ -84,8 +90,8 @@ def main() -> None:
                       f"p50 {r['p50_ms']:5.1f} p99 {r['p99_ms']:5.1f} ms, {r.get('receipts_per_job', 0):.1f}/job")
             return
         print("workers ...", flush=True)
-        # The backlog: what every dlrq row on this server stored (the `always` row had its own).
-        dlrq_rows = (DLRQ_INGEST, DLRQ_INGEST_REPLICA, DLRQ_INGEST_REPLICATED, DLRQ_INGEST_NO_CONSOLE)
+        # The backlog: what every dlrq row on this server stored (the `always` and replica rows had their own).
+        dlrq_rows = (DLRQ_INGEST, DLRQ_INGEST_NO_CONSOLE)
         backlog = sum(by_name[name]["stored"] for name in dlrq_rows)
         results["workers"] = run_workers(url, client, backlog, args.cap)
         client.flushdb()

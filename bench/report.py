@@ -118,7 +118,7 @@ def markdown(results: dict[str, Any]) -> str:
         "each row its best run, every run's req/s in the last column in the order they ran; the first rows "
         "ran in turns, "
         "the replica rows in turns with each other; the `appendfsync always` row has a server of its own, "
-        "fsyncing before each answer):",
+        "fsyncing before each answer, and the replica rows a primary and replica of their own):",
         "",
         "| design | req/s | p50 ms | p99 ms | non-2xx | Redis commands / receipt | round trips / receipt | runs |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
