@@ -114,4 +114,5 @@ def main() -> None:
     print(f"written: {args.out / stamp}.json and .md")
 
 
-main()
+if __name__ == "__main__":
+    main()
