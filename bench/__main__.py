@@ -29,10 +29,6 @@ from .report import (
 from .run import ingest_designs, ingest_rows, memory_per_message, run_ingest, run_workers, sustained
 
 
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
-
-
 def machine() -> dict[str, str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -80,7 +76,7 @@ def main() -> None:
             # rewrite, the backlog of every row before (its forks and writes on wrk's core).
             with (tempfile.TemporaryDirectory() as pair, embedded_server(Path(pair), "everysec") as pair_url,
                   redis.Redis.from_url(pair_url) as primary, server_on(primary, LOAD_CORE),
-                  tempfile.TemporaryDirectory() as copy, replica_of(primary, port_of(pair_url), Path(copy), LOAD_CORE)):
+                  tempfile.TemporaryDirectory() as copy, replica_of(primary, Path(copy), LOAD_CORE)):
                 results["ingest"] += with_and_without_wait(argv, {**env, "DLRQ_REDIS_URL": pair_url}, queue,
                                                            primary, args.seconds)
         by_name = {r["design"]: r for r in results["ingest"]}

@@ -20,8 +20,9 @@ from .run import run_ingest
 
 
 @contextmanager
-def replica_of(primary: redis.Redis, primary_port: int, data_dir: Path, core: str) -> Iterator[None]:
+def replica_of(primary: redis.Redis, data_dir: Path, core: str) -> Iterator[None]:
     """Running on `core`, and confirming writes (WAIT), until the block ends."""
+    primary_port = primary.connection_pool.connection_kwargs["port"]
     port = free_port()
     argv = [str(binary()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
