@@ -1,8 +1,7 @@
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from dlrq.core.settings import get_settings
+from tests.support.receivers import Server, _Quiet
 from workers.handlers import log_event, mask, post_webhook, resolve, sign
 
 
@@ -42,22 +41,16 @@ def test_webhook_calls_reuse_one_open_connection(monkeypatch):
     connection; calls made in turn now share the process's client and its kept-alive connection."""
     peers: list[int] = []
 
-    class KeepAlive(BaseHTTPRequestHandler):
+    class KeepAlive(_Quiet):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
+            self.body()
             peers.append(self.client_address[1])
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.answer(200)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("DLRQ_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/events")
+    server = Server(KeepAlive)
+    monkeypatch.setenv("DLRQ_WEBHOOK_URL", f"{server.url}/events")
     monkeypatch.setenv("DLRQ_WEBHOOK_SECRET", "s")
     get_settings.cache_clear()
     try:
@@ -65,6 +58,5 @@ def test_webhook_calls_reuse_one_open_connection(monkeypatch):
             post_webhook({"id": f"retry:M{n}:1", "kind": "retry", "message": f"M{n}"})
     finally:
         get_settings.cache_clear()
-        server.shutdown()
-        server.server_close()
+        server.close()
     assert len(peers) == 3 and len(set(peers)) == 1
