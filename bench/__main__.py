@@ -8,6 +8,7 @@ import platform
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from importlib.metadata import version
 from pathlib import Path
 
@@ -18,12 +19,14 @@ from dlrq.cli.embedded import embedded_server
 from .analytics_cost import thirty_days, worker_rates
 from .ceiling import ceiling
 from .harness import LOAD_CORE, ROOT, server_on
-from .replica import replica_of, with_and_without_wait
+from .replica import quick_acks, replica_of, with_and_without_wait
 from .report import (
     BARE,
     DLRQ_INGEST,
     DLRQ_INGEST_ALWAYS,
     DLRQ_INGEST_NO_CONSOLE,
+    QUICKACK_PAIR,
+    REPLICA_PAIR,
     markdown,
 )
 from .run import ingest_designs, ingest_rows, memory_per_message, run_ingest, run_workers, sustained
@@ -71,14 +74,20 @@ def main() -> None:
                     results["ingest"].append(run_ingest(DLRQ_INGEST_ALWAYS, argv,
                                                         {**env, "DLRQ_REDIS_URL": always_url},
                                                         queue, strict_client, args.seconds, 90))
-            print("ingest: dlrq ingest beside a local replica, DLRQ_ACK_REPLICAS=0 and 1 alternately ...", flush=True)
-            # A primary of their own too: on the shared server the replica would first copy, then
-            # rewrite, the backlog of every row before (its forks and writes on wrk's core).
-            with (tempfile.TemporaryDirectory() as pair, embedded_server(Path(pair), "everysec") as pair_url,
-                  redis.Redis.from_url(pair_url) as primary, server_on(primary, LOAD_CORE),
-                  tempfile.TemporaryDirectory() as copy, replica_of(primary, Path(copy), LOAD_CORE)):
-                results["ingest"] += with_and_without_wait(argv, {**env, "DLRQ_REDIS_URL": pair_url}, queue,
-                                                           primary, args.seconds)
+            # The host as it is, then with the quickack routes the README prescribes; each pair on a
+            # primary of its own: on the shared server the replica would first copy, then rewrite,
+            # the backlog of every row before (its forks and writes on wrk's core).
+            for names, routes, tag in ((REPLICA_PAIR, nullcontext(True), 500), (QUICKACK_PAIR, quick_acks(), 600)):
+                print(f"ingest: {names[0].rsplit(',', 1)[0]}, DLRQ_ACK_REPLICAS=0 and 1 alternately ...", flush=True)
+                with routes as applied:
+                    if not applied:
+                        print("  skipped: the loopback routes cannot be given quickack here (root and iproute2 needed)")
+                        continue
+                    with (tempfile.TemporaryDirectory() as pair, embedded_server(Path(pair), "everysec") as pair_url,
+                          redis.Redis.from_url(pair_url) as primary, server_on(primary, LOAD_CORE),
+                          tempfile.TemporaryDirectory() as copy, replica_of(primary, Path(copy), LOAD_CORE)):
+                        results["ingest"] += with_and_without_wait(argv, {**env, "DLRQ_REDIS_URL": pair_url}, queue,
+                                                                   primary, args.seconds, names, tag)
         by_name = {r["design"]: r for r in results["ingest"]}
         if args.ingest_only:
             for r in results["ingest"]:
