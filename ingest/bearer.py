@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import warnings
 
 import jwt
@@ -46,8 +47,8 @@ def verify_bearer(authorization: bytes | None, body: bytes, accounts: Accounts, 
         return
     claims = _verified(token, account.secrets)
     iat = claims.get("iat")
-    if not isinstance(iat, (int, float)) or isinstance(iat, bool):
-        raise Unauthorized("signature_invalid", "the JWT has no iat")
+    if not isinstance(iat, (int, float)) or isinstance(iat, bool) or not math.isfinite(iat):
+        raise Unauthorized("signature_invalid", "the JWT has no iat (a finite number of seconds)")
     if abs(now - iat) > max_skew:
         raise Unauthorized("signature_stale", f"iat is more than {max_skew} s from now")
     given = claims.get("payload_hash")

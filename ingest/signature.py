@@ -9,6 +9,9 @@ from dlrq.core.receipt import InvalidReceipt
 
 HMAC_DIGESTS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 METHODS = ("md5hash", *HMAC_DIGESTS)
+# Unix seconds have ten digits until the year 2286; thousands of them are not a time (and Python
+# refuses to read an int of over 4,300 digits).
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class Unauthorized(InvalidReceipt):
@@ -40,8 +43,8 @@ def verify(params: dict[str, str], secrets: tuple[str, ...], method: str, now: f
     if not sig:
         raise Unauthorized("signature_missing", "this endpoint requires signed receipts (sig)")
     timestamp = params.get("timestamp", "")
-    if not (timestamp.isascii() and timestamp.isdigit()):
-        raise Unauthorized("signature_invalid", "signed receipts need a unix timestamp")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
+        raise Unauthorized("signature_invalid", "signed receipts need a unix timestamp (seconds)")
     given = sig.lower().encode()
     # Every secret is tried, so that the time taken does not tell which one matched.
     matches = [hmac.compare_digest(given, sign(params, secret, method).encode()) for secret in secrets]

@@ -7,6 +7,8 @@ contract's words, not against the ingest's own validator.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from urllib.parse import quote_from_bytes, urlencode
 
 import pytest
@@ -31,11 +33,19 @@ scalars = st.one_of(st.text(max_size=30), st.sampled_from(["", "0", "3", "x9", "
 values = st.one_of(scalars, st.lists(scalars, max_size=2), st.dictionaries(st.text(max_size=3), scalars, max_size=2),
                    st.text(min_size=1000, max_size=1100))
 params = st.dictionaries(names, values, max_size=16)
-# Close to a receipt, so that many are accepted and the stored ones can be checked.
+# Close to a receipt, so that many are accepted and the stored ones can be checked: ids and the fields
+# whose shape the ingest checks (price, scts, message-timestamp) well-formed or not, the rest anything.
+ids = st.one_of(st.from_regex(r"[A-Za-z0-9._:~-]{1,20}", fullmatch=True), st.text(max_size=20))
+SHAPED = ("price", "scts", "message-timestamp")
+shaped = st.fixed_dictionaries({}, optional={
+    "price": st.sampled_from(["0.03330000", "0", "1e30", "Infinity"]), "scts": st.sampled_from(["2001011400", "x"]),
+    "message-timestamp": st.sampled_from(["2020-01-01 14:00:00", "9999-12-31 23:59:59", "nope"])})
+free = st.dictionaries(st.one_of(st.sampled_from([f for f in FIELDS if f not in SHAPED]), st.text(max_size=70)),
+                       scalars, max_size=6)
 near_receipts = st.builds(
-    lambda mid, status, code, extra: {**extra, "messageId": mid, "status": status, "err-code": code},
-    st.text(max_size=20), st.sampled_from(["delivered", "failed", "", "DELIVRD"]),
-    st.one_of(st.sampled_from(["0", "2", "03"]), st.text(max_size=3)), st.dictionaries(names, scalars, max_size=6),
+    lambda mid, status, code, extra, more: {**extra, **more, "messageId": mid, "status": status, "err-code": code},
+    ids, st.sampled_from(["delivered", "failed", "", "DELIVRD"]),
+    st.one_of(st.sampled_from(["0", "2", "03"]), st.text(max_size=3)), free, shaped,
 )
 params = st.one_of(params, near_receipts, near_receipts)
 
@@ -60,6 +70,7 @@ methods = st.sampled_from(["GET", "POST", "POST", "POST", "PUT", "DELETE", "PATC
 
 
 def contract_valid(record: dict) -> bool:
+    """The documented rules (docs/http-api.md), written out here rather than taken from the ingest."""
     p = record.get("params")
     return (
         isinstance(record.get("received_at"), str)
@@ -67,7 +78,19 @@ def contract_valid(record: dict) -> bool:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in p.items())
         and bool(p.get("messageId")) and bool(p.get("status"))
         and ("err-code" not in p or (p["err-code"].isascii() and p["err-code"].isdigit()))
+        and re.fullmatch(r"[A-Za-z0-9._:~-]{1,128}", p["messageId"]) is not None
+        and (not p.get("price") or (re.fullmatch(r"[0-9]+(\.[0-9]*)?", p["price"]) and float(p["price"]) <= 1000))
+        and (not p.get("message-timestamp") or _soon(p["message-timestamp"]))
     )
+
+
+def _soon(moment: str) -> bool:
+    """A time no later than a day from now."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        return False
+    return (parsed.replace(tzinfo=parsed.tzinfo or timezone.utc) - datetime.now(timezone.utc)).total_seconds() < 86_400
 
 
 @pytest.fixture
@@ -105,7 +128,7 @@ nested = st.one_of(scalars, st.dictionaries(st.sampled_from(["title", "price", "
                                                              "count_total", "detail", "x"]), values, max_size=3))
 # Close to a Messages API status callback: what makes it one mostly well-formed, the rest of any type.
 near_statuses = st.fixed_dictionaries(
-    {"message_uuid": st.text(min_size=1, max_size=40),
+    {"message_uuid": st.one_of(st.uuids().map(str), st.text(min_size=1, max_size=40)),
      "timestamp": st.sampled_from(["2023-05-01T14:00:00Z", "2023-05-01T14:00:00.5+02:00", "2023-05-01", "nope", ""]),
      "status": st.sampled_from(["submitted", "delivered", "read", "rejected", "undeliverable", "x", ""])},
     optional={name: nested for name in ("to", "from", "channel", "client_ref", "error", "usage", "destination",

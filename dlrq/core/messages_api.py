@@ -73,7 +73,11 @@ def event_time(timestamp: str) -> str:
         raise InvalidReceipt("malformed_field", f"timestamp {timestamp[:40]!r} is not ISO 8601") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    text = moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+01:00 is before the first UTC moment datetime holds
+        raise InvalidReceipt("malformed_field", f"timestamp {timestamp[:40]!r} is out of range") from exc
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
     return f"{text}.{moment.microsecond:06d}".rstrip("0") if moment.microsecond else text
 
 

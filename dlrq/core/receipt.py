@@ -7,8 +7,11 @@ on a receipt through this module.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +33,21 @@ EXTRA_BYTES = 512
 SMS, MESSAGES = "sms", "messages"
 ADAPTERS = (SMS, MESSAGES)
 API_FIELD = "api"
+
+# A message id as Vonage makes them (16 hex digits, or a UUID), within what every part of dlrq can
+# hold and look up: a `/`, a space or a 60 KB id could never be fetched at GET /messages/{id}.
+MESSAGE_ID = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
+ID_RULE = "1 to 128 of A-Z a-z 0-9 . _ : ~ -"
+# A part's price: a plain decimal (Vonage gives eight places) no dearer than MAX_PRICE, so that the
+# analytics' sums of prices stay exact integers for as long as they are kept.
+PRICE = re.compile(r"\d{1,12}(\.\d{0,16})?")
+MAX_PRICE = Decimal(1000)
+MAX_ERR_CODE_DIGITS = 10
+MAX_SCTS_DIGITS = 14
+# Times a receipt may carry, as epoch seconds: none before 2000, none more than a day after it was
+# received (a receipt from the year 9999 would outrank every genuine one).
+EARLIEST = 946_684_800
+FUTURE_SLACK = 86_400
 
 
 class InvalidReceipt(ValueError):
@@ -55,16 +73,24 @@ class Receipt:
         return record if self.adapter == SMS else {**record, "adapter": self.adapter}
 
     @classmethod
-    def from_record(cls, record: Any) -> Receipt:
+    def from_record(cls, record: Any, now: float | None = None) -> Receipt:
+        """A recorded receipt, checked as the ingest checks one (against the time it was received)."""
         if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
             raise InvalidReceipt("malformed_record", "expected {received_at, params}")
         received_at = record.get("received_at")
         if not isinstance(received_at, str) or not received_at:
             raise InvalidReceipt("malformed_record", "received_at must be an ISO 8601 string")
+        now = time.time() if now is None else now
+        # A time that is not one is taken for now, as the worker does (records from elsewhere); one
+        # that is one must be a time a receipt could have arrived at.
+        received = epoch_of(received_at)
+        if received is not None and not EARLIEST <= received <= now + FUTURE_SLACK:
+            raise InvalidReceipt("malformed_record", f"received_at {received_at[:40]!r} is out of range")
         adapter = record.get("adapter", SMS)
         if adapter not in ADAPTERS:
             raise InvalidReceipt("malformed_record", f"adapter must be one of {', '.join(ADAPTERS)}")
-        return cls(params=validate(stringify(record["params"])), received_at=received_at, adapter=adapter)
+        return cls(params=validate(stringify(record["params"]), received or now), received_at=received_at,
+                   adapter=adapter)
 
 
 def receipt_id(batch_id: str, index: int) -> str:
@@ -115,7 +141,22 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def validate(params: dict[str, str]) -> dict[str, str]:
+def epoch_of(text: str) -> float | None:
+    """An ISO 8601 time (UTC unless it says otherwise) as epoch seconds; None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def validate(params: dict[str, str], received: float | None = None) -> dict[str, str]:
+    """The receipt, if every part of dlrq can apply it; InvalidReceipt naming the first field that cannot be.
+
+    `received`: when it was received (epoch seconds; now by default), which bounds its event time.
+    """
     if len(params) > MAX_FIELDS:
         raise InvalidReceipt("malformed_field", f"{len(params)} fields; a receipt has at most {MAX_FIELDS}")
     for name, value in params.items():
@@ -126,10 +167,42 @@ def validate(params: dict[str, str]) -> dict[str, str]:
     for name in REQUIRED:
         if not params.get(name):
             raise InvalidReceipt("missing_field", f"{name} is required and must not be empty")
+    if not MESSAGE_ID.fullmatch(params["messageId"]):
+        raise InvalidReceipt("malformed_field", f"messageId must be {ID_RULE}")
     err_code = params.get("err-code")
     if err_code is not None and not (err_code.isascii() and err_code.isdigit()):
         raise InvalidReceipt("malformed_field", "err-code must be digits")
+    if err_code is not None and len(err_code) > MAX_ERR_CODE_DIGITS:
+        raise InvalidReceipt("malformed_field", f"err-code is over {MAX_ERR_CODE_DIGITS} digits")
+    scts = params.get("scts")
+    if scts and not (scts.isascii() and scts.isdigit() and len(scts) <= MAX_SCTS_DIGITS):
+        raise InvalidReceipt("malformed_field", "scts must be the carrier's time, digits (YYMMDDHHMM)")
+    price = params.get("price")
+    if price and not valid_price(price):
+        raise InvalidReceipt("malformed_field", f"price must be a plain decimal from 0 to {MAX_PRICE}")
+    event_time = params.get("message-timestamp")
+    if event_time:
+        _check_event_time(event_time, time.time() if received is None else received)
     return params
+
+
+def valid_price(price: str) -> bool:
+    if not PRICE.fullmatch(price):
+        return False
+    try:
+        return Decimal(price) <= MAX_PRICE
+    except InvalidOperation:
+        return False
+
+
+def _check_event_time(text: str, received: float) -> None:
+    moment = epoch_of(text)
+    if moment is None:
+        raise InvalidReceipt("malformed_field", "message-timestamp must be a time (YYYY-MM-DD HH:MM:SS, UTC)")
+    if moment < EARLIEST:
+        raise InvalidReceipt("malformed_field", "message-timestamp is before the year 2000")
+    if moment > received + FUTURE_SLACK:
+        raise InvalidReceipt("malformed_field", "message-timestamp is more than a day after the receipt arrived")
 
 
 def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .receipt import InvalidReceipt
+from .receipt import ID_RULE, MESSAGE_ID, InvalidReceipt
 
 MAX_PARTS = 255
+# Attempts one message may have (retry_of): each is kept in its hash, which must stay bounded.
+MAX_ATTEMPTS = 100
 # The send response's part status for "submitted"; anything else was never sent.
 SUBMITTED = "0"
 
@@ -87,6 +89,9 @@ def parse_part(index: int, obj: Any) -> PartSend:
     message_id = _optional_str(obj, "message-id") or None
     if status == SUBMITTED and message_id is None:
         raise InvalidSend("missing_field", f"messages[{index}] was submitted (status 0) but has no message-id")
+    if message_id is not None and not MESSAGE_ID.fullmatch(message_id):
+        # No receipt could ever name it (the webhook refuses such ids), nor GET /messages/{id} find it.
+        raise InvalidSend("malformed_field", f"messages[{index}].message-id must be {ID_RULE}")
     return PartSend(
         index=index,
         message_id=message_id,
@@ -122,8 +127,15 @@ def parse_send(obj: Any) -> Send:
         client_ref=client_ref,
         text=_optional_str(obj, "text"),
         sender=_optional_str(obj, "from"),
-        retry_of=_optional_str(obj, "retry_of") or None,
+        retry_of=_retry_of(obj),
     )
+
+
+def _retry_of(obj: dict[str, Any]) -> str | None:
+    retry_of = _optional_str(obj, "retry_of") or None
+    if retry_of is not None and not MESSAGE_ID.fullmatch(retry_of):
+        raise InvalidSend("malformed_field", f"retry_of must be a message id: {ID_RULE}")
+    return retry_of
 
 
 def attempt_record(send: Send, registered_at: str, deadline: float) -> dict[str, Any]:

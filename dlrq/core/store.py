@@ -8,6 +8,7 @@ blocking ones: one atomic Lua call registers, three round trips at most read (on
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +18,11 @@ from . import analytics, keys
 from .calls import Script, Steps
 from .correlate import load_part, render_registered, render_unregistered
 from .receipt import iso_from_epoch
-from .registration import SUBMITTED, InvalidSend, Send, attempt_record, message_record
+from .registration import MAX_ATTEMPTS, SUBMITTED, InvalidSend, Send, attempt_record, message_record
 from .settings import Settings
 
 REGISTER = Script.load(__package__, "register", libraries=("analytics",))
+log = logging.getLogger("dlrq.store")
 
 
 class UnknownMessage(InvalidSend):
@@ -48,7 +50,7 @@ def register(send: Send, settings: Settings, now: float | None = None) -> Steps[
     logical_id = send.retry_of or send.id
     now = time.time() if now is None else now
     receipt_timeout, ttl = settings.receipt_timeout, settings.message_ttl
-    analytics_config = analytics.lua_config(settings.analytics_retention, settings.analytics_max_refs)
+    analytics_config = analytics.lua_config(settings)
     submitted = [p for p in send.parts if p.submitted] if analytics_config else []
     reply = yield from REGISTER(
         keys=[keys.message(logical_id), keys.DEADLINES, keys.EVALUATE, *(keys.owner(i) for i in send.part_ids),
@@ -67,6 +69,7 @@ def register(send: Send, settings: Settings, now: float | None = None) -> Steps[
             keys.ATTEMPT,
             analytics_config,
             keys.by_ref(send.client_ref) if send.client_ref else "",
+            MAX_ATTEMPTS,
             *(json.dumps(analytics.registered(p, send, now)) for p in submitted),
         ],
     )
@@ -75,6 +78,8 @@ def register(send: Send, settings: Settings, now: float | None = None) -> Steps[
         raise UnknownMessage("unknown_message", f"retry_of names {logical_id}, which was never registered")
     if outcome == "conflict":
         raise Conflict("conflict", f"a part of this send already belongs to message {value}")
+    if outcome == "too_many":
+        raise Conflict("too_many_attempts", f"message {logical_id} has {value} attempts, the most one may have")
     return Registered(logical_id, send.part_ids, int(value), created=outcome == "created")
 
 
@@ -92,13 +97,32 @@ class Message:
         return [p["message_id"] for p in self.attempts[-1]["parts"] if p["send_status"] == SUBMITTED]
 
 
+class UnreadableMessage(ValueError):
+    """A message hash that is not one dlrq wrote (changed by hand, or by another program)."""
+
+
 def decode_message(fields: dict[bytes, bytes]) -> Message:
-    text = {k.decode(): v for k, v in fields.items()}
-    return Message(
-        meta=json.loads(text[keys.META]),
-        attempts=[json.loads(text[f"{keys.ATTEMPT}{n}"]) for n in range(1, int(text[keys.ATTEMPTS]) + 1)],
-        alerts=[json.loads(v) for k, v in text.items() if k.startswith(keys.ALERT)],
-    )
+    text = {k.decode(errors="replace"): v for k, v in fields.items()}
+    try:
+        return Message(
+            meta=json.loads(text[keys.META]),
+            attempts=[json.loads(text[f"{keys.ATTEMPT}{n}"]) for n in range(1, int(text[keys.ATTEMPTS]) + 1)],
+            alerts=[json.loads(v) for k, v in text.items() if k.startswith(keys.ALERT)],
+        )
+    except (KeyError, ValueError) as exc:
+        raise UnreadableMessage(f"its record is not one dlrq wrote: {exc!r}") from exc
+
+
+def _decoded(fields: dict[bytes, bytes]) -> Message | None:
+    """A message one can read (an unreadable one is left out of views, with a warning, rather than
+    failing every view read with it)."""
+    if not fields:
+        return None
+    try:
+        return decode_message(fields)
+    except UnreadableMessage as exc:
+        log.warning("a registered message is left out: %s", exc)
+        return None
 
 
 def read_message(logical_id: str) -> Steps[Message | None]:
@@ -131,7 +155,7 @@ def find_messages(message_ids: list[str], owners: dict[str, str | None] | None =
         owners = {i: owner.decode() if owner else None for i, owner in zip(ids, replies)}
     *found, raw = yield [*(("HGETALL", keys.message(owners.get(i) or i)) for i in ids),
                          ("MGET", *(keys.part(i) for i in ids))]
-    messages = [decode_message(fields) if fields else None for fields in found]
+    messages = [_decoded(fields) for fields in found]
     docs = {i: load_part(r) for i, r in zip(ids, raw)}
     others = [part for message in messages if message for part in message.submitted_parts if part not in docs]
     docs |= yield from read_parts(list(dict.fromkeys(others)))
@@ -145,8 +169,13 @@ def find_messages(message_ids: list[str], owners: dict[str, str | None] | None =
 
 
 def read_analytics(by: str, start: datetime, end: datetime) -> Steps[dict[str, Any]]:
-    """The contract's /analytics answer for `by` over [start, end): one pipeline, an HGETALL an hour."""
+    """The contract's /analytics answer for `by` over [start, end): an HGETALL an hour, a day's worth a
+    pipeline, tallied as they come (memory bounded by the rows, never by the span)."""
     if by not in analytics.DIMENSIONS:
         raise ValueError(f"by is one of {', '.join(analytics.DIMENSIONS)}")
-    buckets = yield [("HGETALL", keys.analytics(by, hour)) for hour in analytics.hours(start, end)]
-    return analytics.report(by, start, end, analytics.tally(buckets))
+    hours = analytics.hours(start, end)
+    rows: dict[str, analytics.Tally] = {}
+    for first in range(0, len(hours), analytics.HOURS_A_READ):
+        chunk = hours[first:first + analytics.HOURS_A_READ]
+        analytics.tally((yield [("HGETALL", keys.analytics(by, hour)) for hour in chunk]), rows)
+    return analytics.report(by, start, end, rows)

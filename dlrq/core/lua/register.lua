@@ -5,20 +5,23 @@
 -- ARGV: logical id, meta JSON, attempt JSON, the field naming this attempt, TTL, deadline,
 -- "1" if a retry, now, then the hash's field names: meta, attempts, attempt prefix; then the
 -- analytics' names (JSON, '' when off), the index of the send's client-ref ('' without one: the
--- message is added to it), then for each submitted part what analytics keep of its registration
--- (JSON: hour, time, network, country, client-ref), in the order of their keys.
+-- message is added to it), the most attempts a message may have, then for each submitted part what
+-- analytics keep of its registration (JSON: hour, time, network, country, client-ref), in the order
+-- of their keys.
 -- A submitted part counts as submitted in its registration's hour, and as resolved at once if its
 -- final receipt came first.
 -- The message is also due at once for an evaluation of its events: receipts that came
 -- first, or a part refused at send time, may have failed it.
 -- Returns {outcome, attempt number}: "created", "exists" (same send registered before),
--- "unknown" (retry of a message never registered) or "conflict" (a part belongs to another message).
+-- "unknown" (retry of a message never registered), "conflict" (a part belongs to another message)
+-- or "too_many" (the message has the most attempts it may, given as the number).
 local id, meta, attempt, attempt_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, deadline, retry, now = tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1', ARGV[8]
 local meta_field, attempts_field, attempt_prefix = ARGV[9], ARGV[10], ARGV[11]
 local A = an_config(ARGV[12])
 local ref_index = ARGV[13]
-local submitted = #ARGV - 13
+local max_attempts = tonumber(ARGV[14])
+local submitted = #ARGV - 14
 local owners_end = #KEYS - submitted
 
 for i = 4, owners_end do
@@ -41,6 +44,9 @@ if not retry and exists then
   return {'exists', 1}
 end
 
+if retry and tonumber(redis.call('HGET', KEYS[1], attempts_field) or 0) >= max_attempts then
+  return {'too_many', max_attempts}
+end
 local n = redis.call('HINCRBY', KEYS[1], attempts_field, 1)
 if n == 1 then
   redis.call('HSET', KEYS[1], meta_field, meta)
@@ -56,7 +62,7 @@ if A and ref_index ~= '' then
 end
 if A then
   for j = 1, submitted do
-    local key, reg = KEYS[owners_end + j], cjson.decode(ARGV[13 + j])
+    local key, reg = KEYS[owners_end + j], cjson.decode(ARGV[14 + j])
     local raw = redis.call('GET', key)
     local ok, part = true, {history = {}}
     if raw then
