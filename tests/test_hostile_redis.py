@@ -23,8 +23,10 @@ from dlrq.cli.embedded import EmbeddedServer
 from dlrq.core import connect, keys
 from dlrq.core.receipt import Receipt, utc_now_iso
 from dlrq.core.settings import Settings
+from ingest.api import create_api
 from ingest.app import create_app
 from ingest.enqueue import BatchEnqueuer
+from tests.support.apps import ingest_and_api
 from tests.support.processes import dlrq, dlrq_env, eventually, spawn
 from tests.support.queues import drain, queue_of
 from tests.support.receipts import receipt
@@ -89,12 +91,12 @@ def test_a_redis_that_may_evict_is_not_trusted_with_receipts(private_server, tmp
     assert post(settings, [receipt("QUEUED", "delivered", 5)]) == [204]
     r.config_set("maxmemory", 64 * 1024 * 1024)
     r.config_set("maxmemory-policy", policy)
-    with caplog.at_level(logging.ERROR, logger="dlrq.ingest"), TestClient(create_app(settings)) as c:
+    with caplog.at_level(logging.ERROR, logger="dlrq.ingest"), ingest_and_api(settings) as (c, api):
         ready = c.get("/readyz")
         assert ready.status_code == 503 and policy in ready.json()["detail"]
         refused = c.post(PATH, json=receipt("EVICTABLE", "delivered", 5))
         assert refused.status_code == 503 and refused.headers["retry-after"], "not acknowledged: Vonage resends"
-        metrics = c.get("/metrics").text
+        metrics = api.get("/metrics").text
         assert f'dlrq_redis_may_evict{{policy="{policy}"}} 1.0' in metrics
     assert any("maxmemory-policy" in rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR)
     stats = dlrq(dlrq_env(private_server.url), "stats", "--no-messages").stdout
@@ -178,7 +180,7 @@ def test_a_corrupted_part_record_is_set_aside_and_the_rest_of_the_batch_applies(
     batch = [receipt("GOOD1", "delivered", 5), receipt("NOTJSON", "delivered", 5), receipt("NUMBER", "failed", 5, "2"),
              receipt("HASH", "delivered", 5), receipt("GOOD2", "accepted", 1), receipt("GOOD2", "delivered", 5)]
     enqueue_one_batch(settings, batch)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_api(settings)) as c:
         drain(settings)
         assert history(r, "GOOD1") == ["delivered"] and history(r, "GOOD2") == ["accepted", "delivered"]
         assert r.get(keys.part("NOTJSON")) == b"{not json", "a bad record is never overwritten"
@@ -187,13 +189,17 @@ def test_a_corrupted_part_record_is_set_aside_and_the_rest_of_the_batch_applies(
         assert c.get("/messages/NUMBER").json()["parts"][0]["unreadable"]
         assert c.get("/messages/HASH").status_code == 404
     failed = FailedJobRegistry(queue=queue_of(r, settings))
-    [aside] = failed.get_job_ids()
-    job = Job.fetch(aside, connection=r, serializer=JSONSerializer)
-    assert sorted(rec["params"]["messageId"] for rec in job.args[0]) == ["HASH", "NOTJSON", "NUMBER"]
-    reason = job.latest_result().exc_string
-    assert "NOTJSON" in reason and "not valid JSON" in reason and "WRONGTYPE" in reason and "requeue" in reason
+    aside = {}
+    for job_id in failed.get_job_ids():
+        job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
+        [record] = job.args[0]
+        aside[record["params"]["messageId"]] = job.latest_result().exc_string
+    assert sorted(aside) == ["HASH", "NOTJSON", "NUMBER"], "each receipt kept aside on its own"
+    assert "not valid JSON" in aside["NOTJSON"] and "WRONGTYPE" in aside["HASH"]
+    assert all("NOTJSON" not in reason for name, reason in aside.items() if name != "NOTJSON")
+    assert all("requeue" in reason for reason in aside.values())
     r.delete(keys.part("NOTJSON"), keys.part("NUMBER"), keys.part("HASH"))
-    assert "requeued 1" in dlrq(dlrq_env(settings.redis_url), "failed", "requeue", aside).stdout
+    assert "requeued 3" in dlrq(dlrq_env(settings.redis_url), "failed", "requeue", *failed.get_job_ids()).stdout
     drain(settings)
     assert history(r, "NOTJSON") == ["delivered"] and history(r, "NUMBER") == ["failed"]
     assert history(r, "HASH") == ["delivered"] and failed.count == 0

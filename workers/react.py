@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -12,6 +13,8 @@ from dlrq.core.settings import Settings
 from dlrq.core.store import find_messages
 
 from .dispatch import Dispatcher
+
+log = logging.getLogger("dlrq.worker")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,12 @@ def message_reactions(connection: redis.Redis, settings: Settings, parts: dict[s
     each belongs to, None for none."""
     found = run(connection, find_messages(list(parts), owners=parts))
     views = {view["id"]: view for view in found.values() if view is not None}
-    return [(event, view["id"] if view["registered"] else None)
-            for view in views.values()
-            for event in message_events(view, settings.retry_codes, settings.retry_max_attempts, settings.backoff)]
+    raised = []
+    for view in views.values():
+        try:
+            events = message_events(view, settings.retry_codes, settings.retry_max_attempts, settings.backoff)
+        except Exception:  # one message's state must not keep the others' events from being raised
+            log.exception("the events of message %s could not be worked out; the others' are raised", view["id"])
+            continue
+        raised += [(event, view["id"] if view["registered"] else None) for event in events]
+    return raised

@@ -84,7 +84,7 @@ def report(by: str, since: str | None, until: str | None, form: str) -> None:
     """Delivery rates, DLR ratio, time to receipt and cost, hour by hour summed over a span."""
     settings = load_settings()
     try:
-        start, end = analytics.span(since, until, datetime.now(timezone.utc))
+        start, end = analytics.span(since, until, datetime.now(timezone.utc), settings.analytics_retention)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from exc
     try:

@@ -14,7 +14,6 @@ import bisect
 import json
 import re
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -26,6 +25,7 @@ import phonenumbers
 
 from . import keys
 from .registration import PartSend, Send
+from .settings import Settings
 from .status import FINAL as FINAL_STATUSES
 
 DIMENSIONS = ("network", "country", "client_ref", "err_code")
@@ -99,13 +99,17 @@ def latency_bucket(seconds: float) -> int:
 
 
 @lru_cache(maxsize=4)
-def lua_config(retention: int, max_refs: int) -> str:
+def lua_config(settings: Settings) -> str:
     """Every name analytics.lua uses, for the scripts that count ('' when analytics are off)."""
-    if not retention:
+    if not settings.analytics_retention:
         return ""
+    caps = {"client_ref": [keys.ANALYTICS_REFS, settings.analytics_max_refs],
+            "network": [keys.ANALYTICS_NETWORKS, settings.analytics_max_networks],
+            "err_code": [keys.ANALYTICS_ERR_CODES, settings.analytics_max_err_codes]}
     return json.dumps({
-        "prefixes": {d: keys.analytics_prefix(d) for d in DIMENSIONS}, "refs": keys.ANALYTICS_REFS,
-        "max_refs": max_refs, "ttl": retention + 3600, "sep": SEPARATOR, "none": NONE, "other": OTHER,
+        "prefixes": {d: keys.analytics_prefix(d) for d in DIMENSIONS}, "caps": caps,
+        "labels": [keys.ANALYTICS_LABELS, settings.analytics_max_networks],
+        "ttl": settings.analytics_retention + 3600, "sep": SEPARATOR, "none": NONE, "other": OTHER,
         "unknown": UNKNOWN_COUNTRY, "final": FINAL, "err": ERR, "cost": COST, "sub": SUBMITTED, "res": RESOLVED,
         "lat": LATENCY, "bounds": LATENCY_BOUNDS, "outcomes": keys.OUTCOMES, "latency": keys.TIME_TO_RECEIPT,
         "outcomes_final": sorted(FINAL_STATUSES),
@@ -120,28 +124,42 @@ def registered(part: PartSend, send: Send, now: float) -> dict[str, Any]:
 
 # --- reading -----------------------------------------------------------------------------------
 
-RELATIVE = re.compile(r"^-(\d+)([hd])$")
+RELATIVE = re.compile(r"^-(\d{1,9})([hd])$")
+# Most rows an answer holds; the rest are summed into one "(other)" row (the total counts them all).
+MAX_ROWS = 1000
+# Hours read from Redis at a time: what one read holds in memory, and how long one takes.
+HOURS_A_READ = 24
 
 
 def parse_time(text: str, now: datetime) -> datetime:
-    """ISO 8601 (UTC unless it says otherwise) or relative to now ("-24h", "-7d"), to the hour."""
+    """ISO 8601 (UTC unless it says otherwise) or relative to now ("-24h", "-7d"), to the hour;
+    ValueError for anything else, out-of-range times included."""
     match = RELATIVE.match(text.strip())
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        moment = now - (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
-    else:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    try:
+        if match:
+            amount, unit = int(match.group(1)), match.group(2)
+            moment = now - (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
+        else:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{text[:40]!r} is not a time: ISO 8601, or relative as -24h or -7d") from exc
 
 
-def span(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
-    """[since, until) in whole hours; by default the last 24 h (until is the end of the current hour)."""
-    end = parse_time(until, now) if until else now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+def span(since: str | None, until: str | None, now: datetime, retention: int | None = None
+         ) -> tuple[datetime, datetime]:
+    """[since, until) in whole hours; by default the last 24 h (until is the end of the current hour).
+    With `retention` (seconds analytics are kept), a span reaching further back starts where they do,
+    and one reaching into the future ends with the current hour: nothing is counted outside."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    end = parse_time(until, now) if until else hour + timedelta(hours=1)
     start = parse_time(since, now) if since else end - timedelta(hours=24)
+    if retention is not None:
+        start, end = max(start, hour - timedelta(seconds=retention)), min(end, hour + timedelta(hours=1))
     if start >= end:
-        raise ValueError("since must be before until")
+        raise ValueError("since must be before until (and within the analytics' retention)")
     return start, end
 
 
@@ -213,15 +231,21 @@ def _code_order(item: tuple[str, int]) -> tuple[int, str]:
     return (int(code), code) if code.isdigit() else (1 << 30, code)
 
 
-def tally(buckets: Iterable[Mapping[bytes | str, bytes | str | int]]) -> dict[str, Tally]:
-    """The rows of one dimension over a span: each bucket is one hour's hash."""
-    rows: dict[str, Tally] = defaultdict(Tally.empty)
+def tally(buckets: Iterable[Mapping[bytes | str, bytes | str | int]], rows: dict[str, Tally] | None = None,
+          max_rows: int = MAX_ROWS) -> dict[str, Tally]:
+    """The rows of one dimension over a span (each bucket is one hour's hash), added to `rows` if given.
+    Beyond `max_rows` rows, new keys are counted as "(other)", so that memory stays bounded."""
+    rows = {} if rows is None else rows
     for fields in buckets:
         for field, value in fields.items():
             name = field.decode() if isinstance(field, bytes) else field
             key, _, metric = name.rpartition(SEPARATOR)
-            rows[key].add(metric, int(value))
-    return dict(rows)
+            row = rows.get(key)
+            if row is None:
+                key = key if len(rows) < max_rows else OTHER
+                row = rows.get(key) or rows.setdefault(key, Tally.empty())
+            row.add(metric, int(value))
+    return rows
 
 
 def report(by: str, start: datetime, end: datetime, rows: Mapping[str, Tally]) -> dict[str, Any]:

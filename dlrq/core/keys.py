@@ -16,6 +16,8 @@ DEADLINES = f"{PREFIX}deadlines"
 # Sorted set of newly registered messages (logical ids) whose events are to be evaluated at
 # once: receipts that came first, or a part refused at send time, may have failed them.
 EVALUATE = f"{PREFIX}evaluate"
+# Held by the worker sweeping EVALUATE and DEADLINES (its name), so that one sweeps at a time.
+SWEEPING = f"{PREFIX}sweeping"
 # Stream of every accepted batch: its receipts as JSON lines ({"received_at", "params"}) in field RECORD_FIELD.
 RECORD = f"{PREFIX}record"
 RECORD_FIELD = "r"
@@ -32,6 +34,9 @@ COUNT_BATCHES = "batches"
 COUNT_NEW = "receipts:new"
 COUNT_RESEND = "receipts:resend"
 COUNT_DROPPED = "receipts:dropped"  # a part held the most receipts or bytes it may
+COUNT_KEPT_ASIDE = "receipts:kept_aside"  # a receipt the worker could not apply, kept as a failed job of its own
+COUNT_REFUSED_COUNTS = "counts:refused"  # a counting call Redis refused (a shared key of another type, an overflow)
+COUNT_RECORD_SHED = "record:shed"  # record entries (batches) shed to make room under memory pressure
 COUNT_STATUS = "status:"  # + the status a part moved to
 COUNT_EVENTS = "events:"  # + the event's kind
 COUNT_HANDLER = "handler:"  # + the handler's name, ":", the call's outcome (ok, error)
@@ -49,9 +54,14 @@ RATE_RESEND = "resend"
 NETWORK_BUCKET = 10
 
 # Analytics: one hash per dimension and hour (the prefix, then the hour "2026-11-25T17"), one set
-# of the hour's client-refs, and the Prometheus counters of outcomes and time to receipt.
+# per hour of the values counted by name of each dimension whose values a sender chooses (the
+# rest count as "(other)"), and the Prometheus counters of outcomes and time to receipt, whose
+# networks are those of the set ANALYTICS_LABELS.
 ANALYTICS = f"{PREFIX}an:"
 ANALYTICS_REFS = f"{ANALYTICS}refs:"
+ANALYTICS_NETWORKS = f"{ANALYTICS}networks:"
+ANALYTICS_ERR_CODES = f"{ANALYTICS}codes:"
+ANALYTICS_LABELS = f"{ANALYTICS}labels"
 OUTCOMES = f"{PREFIX}outcomes"
 TIME_TO_RECEIPT = f"{PREFIX}latency"
 

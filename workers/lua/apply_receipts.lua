@@ -19,14 +19,22 @@
 -- reported, so one bad record can neither stop the batch half-applied nor be overwritten.
 -- A receipt equal to one the part already holds (same status, err-code, scts,
 -- message-timestamp, and the Messages API's own status word) is a resend: it changes nothing.
--- A part that holds the most receipts or bytes it may drops any new one (counted). The counters count new receipts, resends, dropped
--- ones, the batch, and each change of a part's status by the contract's rules.
--- Returns {outcomes, windows, bad, owners}: outcomes holds, in order, 1 for each new receipt, 0 for a
+-- The per-part caps bound the noise, not the outcome: a new receipt that would not change the
+-- part's status is dropped (counted) once the part holds max_receipts receipts or half of
+-- max_bytes; one that changes it is kept up to max_bytes, so that a flood of forged receipts
+-- cannot crowd out the genuine one that decides. The counters count new receipts, resends,
+-- dropped ones, the batch, and each change of a part's status by the contract's rules.
+-- The part records are written first: the server refuses a script's first write when it is out
+-- of memory (nothing is written then), never a later one. Every other write and read touches
+-- keys that other code (or an operator) may have given another type, or sums that could
+-- overflow: each is protected, and a refusal costs that one count, reported, never the batch.
+-- Returns {outcomes, windows, bad, owners, errors}: outcomes holds, in order, 1 for each new receipt, 0 for a
 -- resend, 2 for a dropped one and -1 for one whose part record is bad, so running a batch again
 -- changes nothing; windows holds, for each network a final receipt of the batch came from, its
 -- final-receipts field, then its totals over the window; bad holds, for each bad record, the
 -- index of its first receipt and what is wrong with it; owners holds each owner key's value
--- ('' for none): the message each failed part belongs to, read in the same call.
+-- ('' for none): the message each failed part belongs to, read in the same call; errors holds how
+-- many protected calls the server refused, and the last one's error ('' for none).
 local n = tonumber(ARGV[1])
 local ttl, window_ttl, throughput_ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local rank = cjson.decode(ARGV[5])
@@ -37,6 +45,18 @@ local m = tonumber(ARGV[16])
 local about = cjson.decode(ARGV[17])
 local counters = KEYS[n + 1]
 local current = KEYS[#KEYS]
+
+local errors, last_error = 0, ''
+-- A write or read of a shared key, protected: its reply, or nil (counted) if refused.
+local function shared(...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    errors = errors + 1
+    last_error = reply.err
+    return nil
+  end
+  return reply
+end
 
 local function same(a, b)
   return a.status == b.status
@@ -99,10 +119,11 @@ for i = 1, n do
   end
 end
 
-local outcomes, networks, failed_fields, dirty = {}, {}, {}, {}
+local outcomes, networks, failed_fields, dirty, indexed = {}, {}, {}, {}, {}
 -- The batch's new final receipts by network field (counted once per batch, not once per receipt).
 local finals, failures = {}, {}
 local new, dropped, refused, changes = 0, 0, 0, {}
+local noise_bytes = math.floor(max_bytes / 2)
 for i = 1, n do
   local key, raw = KEYS[i], ARGV[17 + i]
   local part = parts[key]
@@ -127,25 +148,26 @@ for i = 1, n do
         deciding = seen
       end
     end
+    local decides_now = not resend and rank[entry.status] and (deciding == nil or decides(entry, deciding))
+    local changes_status = decides_now and (deciding == nil or entry.status ~= deciding.status)
+    local size = sizes[key] + #raw + 1
     if resend then
       outcomes[i] = 0
-    elseif #history >= max_receipts or sizes[key] + #raw + 1 > max_bytes then
+    elseif size > max_bytes or (not changes_status and (#history >= max_receipts or size > noise_bytes)) then
       outcomes[i] = 2
       dropped = dropped + 1
     else
       history[#history + 1] = entry
-      sizes[key] = sizes[key] + #raw + 1
+      sizes[key] = size
       dirty[key] = true
       outcomes[i] = 1
       new = new + 1
       if A and #history == 1 and ref ~= '' and not part.reg then
         -- A part nobody registered, first heard of: found by its client-ref (a registered one is
         -- found through its message, indexed when it was registered).
-        redis.call('ZADD', ref, received, key)
-        an_keep(A, ref)
+        indexed[#indexed + 1] = {ref, received, key}
       end
-      local decides_now = rank[entry.status] and (deciding == nil or decides(entry, deciding))
-      if decides_now and (deciding == nil or entry.status ~= deciding.status) then
+      if changes_status then
         changes[entry.status] = (changes[entry.status] or 0) + 1
       end
       -- Analytics: a part's outcome counts once, in the hour of its first final receipt, under the
@@ -172,41 +194,47 @@ end
 for key in pairs(dirty) do
   redis.call('SET', key, cjson.encode(parts[key]), 'EX', ttl)
 end
+for _, index in ipairs(indexed) do
+  shared('ZADD', index[1], index[2], index[3])
+  an_keep(A, index[1])
+end
 if next(finals) then
   for field, count in pairs(finals) do
-    redis.call('HINCRBY', current, field, count)
+    shared('HINCRBY', current, field, count)
   end
   for field, count in pairs(failures) do
     if count > 0 then
-      redis.call('HINCRBY', current, field, count)
+      shared('HINCRBY', current, field, count)
     end
   end
-  redis.call('EXPIRE', current, window_ttl)
+  shared('EXPIRE', current, window_ttl)
 end
 if A then
   an_flush(A)
+  errors = errors + A.errors
+  last_error = A.error or last_error
 end
 
-redis.call('HINCRBY', counters, f_batches, 1)
-redis.call('HINCRBY', counters, f_new, new)
-redis.call('HINCRBY', counters, f_resend, n - new - dropped - refused)
+shared('HINCRBY', counters, f_batches, 1)
+shared('HINCRBY', counters, f_new, new)
+shared('HINCRBY', counters, f_resend, n - new - dropped - refused)
 if dropped > 0 then
-  redis.call('HINCRBY', counters, f_dropped, dropped)
+  shared('HINCRBY', counters, f_dropped, dropped)
 end
 for status, count in pairs(changes) do
-  redis.call('HINCRBY', counters, f_status .. status, count)
+  shared('HINCRBY', counters, f_status .. status, count)
 end
 for t = n + 2, n + 3 do
-  redis.call('HINCRBY', KEYS[t], f_rate_new, new)
-  redis.call('HINCRBY', KEYS[t], f_rate_resend, n - new - dropped - refused)
-  redis.call('EXPIRE', KEYS[t], throughput_ttl)
+  shared('HINCRBY', KEYS[t], f_rate_new, new)
+  shared('HINCRBY', KEYS[t], f_rate_resend, n - new - dropped - refused)
+  shared('EXPIRE', KEYS[t], throughput_ttl)
 end
 
 local windows = {}
 for _, total_field in ipairs(networks) do
   local total, failures = 0, 0
   for b = n + 4 + m, #KEYS do
-    local counts = redis.call('HMGET', KEYS[b], total_field, failed_fields[total_field])
+    local counts = shared('HMGET', KEYS[b], total_field, failed_fields[total_field]) or {}
     total = total + (tonumber(counts[1]) or 0)
     failures = failures + (tonumber(counts[2]) or 0)
   end
@@ -216,6 +244,7 @@ for _, total_field in ipairs(networks) do
 end
 local owners = {}
 for k = n + 4, n + 3 + m do
-  owners[#owners + 1] = redis.call('GET', KEYS[k]) or ''
+  local owner = shared('GET', KEYS[k])
+  owners[#owners + 1] = type(owner) == 'string' and owner or ''
 end
-return {outcomes, windows, bad, owners}
+return {outcomes, windows, bad, owners, {errors, last_error}}

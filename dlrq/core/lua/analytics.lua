@@ -2,11 +2,16 @@
 -- (this file is prepended to apply_receipts.lua and register.lua). Every name comes from the
 -- caller, in one JSON argument (dlrq/core/analytics.py, keys.py):
 -- {prefixes = {network, country, client_ref, err_code} (a bucket key is prefix .. hour),
---  refs (prefix of each hour's set of client-refs), max_refs, ttl, sep, none, other, unknown,
+--  caps = {<dimension> = {prefix of each hour's set of its values, most values an hour}} for the
+--  dimensions whose values a sender chooses (network, client_ref, err_code), labels = {the set of
+--  networks the Prometheus counters name, most of them}, ttl, sep, none, other, unknown,
 --  final, err, cost, sub, res, lat (metric names), bounds (latency histogram), outcomes and
 --  latency (the Prometheus counters' hashes), outcomes_final (the final statuses)}.
 -- Counts are summed in the call and written by an_flush at its end: a batch's receipts mostly
 -- share their hour and their networks, so a batch costs a few HINCRBYs, not a few per receipt.
+-- Every write and read of a shared key is protected (redis.pcall): a key an operator replaced with
+-- another type, or a sum that would overflow, costs that one count (tallied in A.errors), never
+-- the call's other writes.
 
 local function an_config(json)
   if json == '' then
@@ -19,8 +24,20 @@ local function an_config(json)
   end
   A.sums, A.summed = {}, {}  -- key -> field -> count, and the keys in the order first counted
   A.expiring, A.expired = {}, {}  -- keys kept as long as analytics, and that order
-  A.members, A.full = {}, {}  -- client-ref sets: members known in this call, sets found full
+  A.members, A.full = {}, {}  -- capped values' sets: members known in this call, sets found full
+  A.errors, A.error = 0, nil  -- protected calls that failed, and the last one's error
   return A
+end
+
+-- A protected call: its reply, or nil (counted) if the server refused it.
+local function an_call(A, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    A.errors = A.errors + 1
+    A.error = reply.err
+    return nil
+  end
+  return reply
 end
 
 -- Let a key live as long as analytics (once per call, in an_flush).
@@ -46,53 +63,63 @@ local function an_flush(A)
   for _, key in ipairs(A.summed) do
     for field, n in pairs(A.sums[key]) do
       if n ~= 0 then
-        redis.call('HINCRBY', key, field, n)
+        an_call(A, 'HINCRBY', key, field, n)
       end
     end
   end
   for _, key in ipairs(A.expired) do
-    redis.call('EXPIRE', key, A.ttl)
+    an_call(A, 'EXPIRE', key, A.ttl)
   end
 end
 
--- The value a client-ref counts under in that hour: itself among the first max_refs of the hour,
--- else (other). `look` only looks (a count taken back was made under the same value).
-local function an_ref(A, hour, ref, look)
-  if ref == nil or ref == '' then
-    return A.none
-  end
-  local set = A.refs .. hour
+-- The value counted under `set` (a set of at most `max` members): itself among the first `max`
+-- values, else (other). `look` only looks (a count taken back was made under the same value);
+-- `expiring`: the set lives as long as analytics.
+local function an_capped(A, set, max, value, look, expiring)
   local members = A.members[set]
   if members == nil then
     members = {}
     A.members[set] = members
   end
-  if members[ref] or redis.call('SISMEMBER', set, ref) == 1 then
-    members[ref] = true
-    return ref
+  if members[value] or an_call(A, 'SISMEMBER', set, value) == 1 then
+    members[value] = true
+    return value
   end
   if not look and not A.full[set] then
-    if redis.call('SCARD', set) < A.max_refs then
-      redis.call('SADD', set, ref)
-      an_keep(A, set)
-      members[ref] = true
-      return ref
+    if (an_call(A, 'SCARD', set) or max) < max then
+      an_call(A, 'SADD', set, value)
+      if expiring then
+        an_keep(A, set)
+      end
+      members[value] = true
+      return value
     end
     A.full[set] = true
   end
   return A.other
 end
 
+-- The value a dimension counts under in that hour: (none) for none; for a dimension whose values
+-- the sender chooses, itself among the hour's first few (its cap), else (other).
+local function an_value(A, dimension, hour, value, look)
+  if value == nil or value == '' then
+    return A.none
+  end
+  local cap = A.caps[dimension]
+  if cap == nil then
+    return value
+  end
+  return an_capped(A, cap[1] .. hour, cap[2], value, look, true)
+end
+
 -- Add n (negative to take back) to each metric under each dimension's value, in that hour
--- (a dimension whose value is false does not apply).
+-- (a dimension whose value is false does not apply; err_code's is capped already).
 local function an_count(A, hour, dims, metrics, n)
   for dimension, prefix in pairs(A.prefixes) do
     local value = dims[dimension]
     if value ~= false then
-      if dimension == 'client_ref' then
-        value = an_ref(A, hour, value, n < 0)
-      elseif value == nil or value == '' then
-        value = A.none
+      if dimension ~= 'err_code' then
+        value = an_value(A, dimension, hour, value, n < 0)
       end
       local key = prefix .. hour
       for _, metric in ipairs(metrics) do
@@ -103,18 +130,26 @@ local function an_count(A, hour, dims, metrics, n)
   end
 end
 
+-- The network the Prometheus counters name: one of the first few ever counted, else (other).
+local function an_label(A, network)
+  if network == nil or network == '' then
+    return A.none
+  end
+  return an_capped(A, A.labels[1], A.labels[2], network, false, false)
+end
+
 -- A part's outcome: its deciding receipt's status, counted with its cost and err-code.
 local function an_outcome(A, hour, receipt, n)
+  local code = an_value(A, 'err_code', hour, receipt['err-code'], n < 0)
   local dims = {network = receipt['network-code'], country = receipt._country or A.unknown,
-                client_ref = receipt['client-ref'], err_code = receipt['err-code']}
+                client_ref = receipt['client-ref'], err_code = code}
   local metrics = {{A.final .. receipt.status, 1}, {A.cost, tonumber(receipt._cost) or 0}}
-  local code = receipt['err-code']
-  if code ~= nil and code ~= '' and code ~= '0' then
+  if code ~= A.none and code ~= '0' then
     metrics[#metrics + 1] = {A.err .. code, 1}
   end
   an_count(A, hour, dims, metrics, n)
   if n > 0 then
-    an_add(A, A.outcomes, (receipt['network-code'] or A.none) .. A.sep .. receipt.status, 1)
+    an_add(A, A.outcomes, an_label(A, receipt['network-code']) .. A.sep .. receipt.status, 1)
   end
 end
 
@@ -135,7 +170,7 @@ local function an_resolved(A, reg, epoch)
   end
   local dims = {network = reg.n, country = reg.c, client_ref = reg.r, err_code = false}
   an_count(A, reg.h, dims, {{A.res, 1}, {A.lat .. bucket, 1}}, 1)
-  local network = (reg.n ~= nil and reg.n ~= '') and reg.n or A.none
+  local network = an_label(A, reg.n)
   an_add(A, A.latency, network .. A.sep .. bucket, 1)
   an_add(A, A.latency, network .. A.sep .. 'sum', math.floor(seconds * 1000))
 end
