@@ -47,13 +47,17 @@ class Dispatcher:
     def raise_events(self, raised: list[tuple[Event, str | None]]) -> int:
         """Raise each event (with the message it is recorded in, if any) in one round trip; return how
         many were new."""
+        return sum(self.raise_each(raised))
+
+    def raise_each(self, raised: list[tuple[Event, str | None]]) -> list[bool]:
+        """raise_events, saying of each event whether it was new."""
         if not self._recorder.knows_server:
             self._recorder.set_server_version(str(self._connection.info("server")["redis_version"]))
         new = run(self._connection, RAISE_EVENT.each([self._call(event, message_id) for event, message_id in raised]))
         for (event, _), fresh in zip(raised, new):
             if fresh:
                 log.debug("event %s raised for %s", event.id, ", ".join(self.handlers(event)) or "no handler")
-        return sum(new)
+        return [bool(fresh) for fresh in new]
 
     def _call(self, event: Event, message_id: str | None) -> tuple[list[str], list[object]]:
         """raise_event.lua's keys and arguments: the guard, the alert, and RQ's commands for the handler jobs."""
