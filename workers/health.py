@@ -56,4 +56,4 @@ class RedisHealth:
             return cause
         if isinstance(cause, (redis.ConnectionError, redis.TimeoutError)):
             return readiness.unreachable(self._where, cause)
-        return Problem(readiness.REFUSES_WRITES, f"Redis refuses writes: {cause}")
+        return readiness.refuses(cause)

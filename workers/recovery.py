@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import redis
 from redis.client import Pipeline
@@ -67,13 +67,17 @@ def claim_and_requeue(job: Job, queue: TakeThroughIntermediate, held_in: str, ho
     return bool(run(queue.connection, REQUEUE(keys=[held_in], args=[how, member, *flatten(commands)])))
 
 
-def rerun_abandoned(queue: TakeThroughIntermediate) -> list[str]:
-    """Requeue the jobs of dead workers (their execution expired in the started registry); return their ids."""
+def rerun_abandoned(queue: TakeThroughIntermediate, own: Collection[str] = ()) -> list[str]:
+    """Requeue the jobs of dead workers (their execution expired in the started registry); return their ids.
+    `own`: the executions the looking worker runs itself, which it knows are alive (their heartbeats may
+    have lapsed only because Redis refused them)."""
     registry = queue.started_job_registry
     connection = queue.connection
     requeued = []
     for composite in map(as_text, connection.zrangebyscore(registry.key, 0, current_timestamp())):
-        job_id, _ = parse_composite_key(composite)
+        job_id, execution_id = parse_composite_key(composite)
+        if execution_id in own:
+            continue
         try:
             job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
         except NoSuchJobError:
@@ -123,17 +127,20 @@ def run_again(job: Job, queue: TakeThroughIntermediate, held_in: str, how: str, 
     return True
 
 
-def rescue(queues: Sequence[TakeThroughIntermediate]) -> list[str]:
+def rescue(queues: Sequence[TakeThroughIntermediate], own: Collection[str] = ()) -> list[str]:
     """One look at every queue for the jobs of dead workers; return the ids run again."""
-    return [job_id for queue in queues for job_id in (*rerun_abandoned(queue), *rerun_stranded(queue))]
+    return [job_id for queue in queues for job_id in (*rerun_abandoned(queue, own), *rerun_stranded(queue))]
 
 
 class Rescue:
-    """`rescue` every `interval` seconds in a thread, whatever the worker is running meanwhile."""
+    """`rescue` every `interval` seconds in a thread, whatever the worker is running meanwhile; not while
+    Redis refuses writes: then no worker can beat, and none can tell a dead one from a live one."""
 
-    def __init__(self, queues: Sequence[TakeThroughIntermediate], interval: float) -> None:
+    def __init__(self, queues: Sequence[TakeThroughIntermediate], interval: float,
+                 own: Callable[[], Collection[str]], usable: Callable[[], bool]) -> None:
         self._queues = queues
         self._interval = interval
+        self._own, self._usable = own, usable
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dlrq-rescue", daemon=True)
 
@@ -147,7 +154,8 @@ class Rescue:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                rescue(self._queues)
+                if self._usable():
+                    rescue(self._queues, set(self._own()))
             except redis.RedisError as exc:  # the worker itself says when Redis fails, and waits
                 log.debug("rescue skipped: %s", exc)
             except Exception:

@@ -15,13 +15,14 @@ from datetime import datetime, timezone
 
 import redis
 from redis.client import Pipeline
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, worker_registration
 from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now as utcnow
 from rq.worker import DequeueStrategy, WorkerStatus
+from rq.worker_registration import REDIS_WORKER_KEYS
 
 from dlrq.core import keys
 from dlrq.core.connect import client, is_transient
@@ -32,7 +33,7 @@ from .health import RedisHealth
 from .queues import TakeThroughIntermediate, forget_dead_executions
 from .recovery import HELD_IN_LIST, Rescue, claim_and_requeue, cut_short, requeue_now, rescue
 from .scheduling import Scheduling, release_dead_scheduler_locks
-from .sweep import sweep
+from .sweep import Sweeper, sweep
 
 log = logging.getLogger("dlrq.worker")
 
@@ -64,6 +65,7 @@ class BatchWorker(SimpleWorker):
     health: RedisHealth
     scheduling: Scheduling | None = None
     rescuing: Rescue | None = None
+    sweeping: Sweeper | None = None
 
     def work(self, burst: bool = False, logging_level: str | None = "WARNING", with_scheduler: bool = True,
              **ignored: object) -> bool:
@@ -74,8 +76,11 @@ class BatchWorker(SimpleWorker):
             self.scheduling = Scheduling(self.connection, [q.name for q in self.queues], self.name)
             self.scheduling.start()
         if not burst:
-            self.rescuing = Rescue(self.queues, self.maintenance_interval)
+            self.rescuing = Rescue(self.queues, self.maintenance_interval, lambda: list(self.executions),
+                                   lambda: self.health.problem() is None)
             self.rescuing.start()
+            self.sweeping = Sweeper(self.connection, self.queues[0], self.settings, self.name)
+            self.sweeping.start()
         self._install_signal_handlers()
         completed = 0
         try:
@@ -97,6 +102,8 @@ class BatchWorker(SimpleWorker):
         return bool(completed)
 
     def teardown(self) -> None:
+        if self.sweeping is not None:
+            self.sweeping.stop()
         if self.rescuing is not None:
             self.rescuing.stop()
         if self.scheduling is not None:
@@ -239,12 +246,27 @@ class BatchWorker(SimpleWorker):
         problem = self.health.problem()
         if problem is not None and not self.health.wait(problem):
             return
+        self.register_again_if_forgotten()
         release_dead_scheduler_locks(self.connection, [q.name for q in self.queues], datetime.now(timezone.utc),
                                      self.name)
         # Before RQ's clean-up, which would fail an abandoned job (or spend one of its retries).
-        rescue(self.queues)
+        rescue(self.queues, set(self.executions))
         super().run_maintenance_tasks()
-        sweep(self.connection, self.queues[0], self.settings, time.time())
+        if self.sweeping is None:  # a burst worker sweeps here; a lasting one in its own thread
+            sweep(self.connection, self.queues[0], self.settings, time.time(), self.name)
+
+    def register_again_if_forgotten(self) -> None:
+        """A worker that Redis no longer lists (its data was flushed, or restored from an older copy)
+        registers again, so that monitoring does not count it out."""
+        if self.birth_date is None or self.connection.sismember(REDIS_WORKER_KEYS, self.key):
+            return  # not started yet, or listed
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping=self.serialize())
+            worker_registration.register(self, pipe)
+            pipe.expire(self.key, self.worker_ttl + 60)
+            pipe.execute()
+        log.warning("worker %s was not listed in Redis (flushed, or restored from an older copy?): "
+                    "registered again", self.name)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(job.timeout or 180) + ABANDON_MARGIN

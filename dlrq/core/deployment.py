@@ -30,6 +30,7 @@ class Deployment:
     counters: dict[str, int] = field(default_factory=dict)
     maxmemory_policy: str = readiness.SAFE_POLICY
     maxmemory: int = 0
+    used_memory: int = 0
     # Analytics' Prometheus counters: (network, status) -> parts whose outcome became status;
     # network -> the time-to-receipt histogram's counts by bucket, and their sum in ms under "sum".
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -62,6 +63,7 @@ async def read_deployment(client: aioredis.Redis, queues: Iterable[QueueKeys], n
             state.time_to_receipt.setdefault(network, {})[bucket] = int(value)
         state.maxmemory_policy = str(memory.get("maxmemory_policy", readiness.SAFE_POLICY))
         state.maxmemory = int(memory.get("maxmemory", 0))
+        state.used_memory = int(memory.get("used_memory", 0))
         oldest: dict[str, bytes] = {}
         for i, q in enumerate(queues):
             depth, head, failed, scheduled, workers = counts[5 * i : 5 * i + 5]

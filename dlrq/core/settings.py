@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".dlrq")
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=0, le=65535)
+    # `dlrq api`: the management routes and the console, in a process of their own (no reader
+    # shares the webhook's event loop).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(3001, ge=0, le=65535)
+    # Comma-separated CIDRs: when set, receipts are taken only from these networks (Vonage's), 403 otherwise.
+    webhook_allow: CommaList = ()
+    # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client.
+    trusted_proxies: CommaList = ()
     webhook_path: str = "/webhooks/delivery-receipt"
     message_status_path: str = "/webhooks/message-status"
     ack_status: Literal[200, 204] = 204
@@ -62,14 +71,20 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(256, ge=1, le=10_000)
     batch_max_wait_ms: float = Field(0.0, ge=0, le=1000)
     store_timeout: float = Field(1.0, gt=0)
+    # The ingest stops acknowledging (503) once Redis' memory is over this share of its maxmemory, so
+    # that the workers keep room to apply what was acknowledged (0 turns it off; no maxmemory, no mark).
+    memory_high_water: float = Field(0.9, ge=0, lt=1)
     retry_after: int = Field(5, ge=1)
     job_timeout: int = Field(30, ge=1)
     maintenance_interval: int = Field(15, ge=1)
     part_max_receipts: int = Field(100, ge=2)
     part_max_bytes: int = Field(65_536, ge=4096)
-    # Hourly analytics kept this long (0 turns them off); distinct client-refs counted per hour.
+    # Hourly analytics kept this long (0 turns them off); distinct client-refs, network codes and
+    # err-codes counted by name per hour (the rest as "(other)": anyone can send receipts).
     analytics_retention: int = Field(2_592_000, ge=0)
     analytics_max_refs: int = Field(1000, ge=1)
+    analytics_max_networks: int = Field(1000, ge=1)
+    analytics_max_err_codes: int = Field(100, ge=1)
     # A `network` label on the Prometheus outcome and time-to-receipt series (one series per network).
     metrics_network_label: bool = False
     record_max_batches: int = Field(100_000, ge=0)
@@ -103,7 +118,7 @@ class Settings(BaseSettings):
     failure_rate_cooldown: int = Field(900, ge=1)
 
     @field_validator("alert_handlers", "retry_handlers", "retry_codes", "retry_backoff", "handler_retry_backoff",
-                     "redis_sentinels", mode="before")
+                     "redis_sentinels", "webhook_allow", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -117,6 +132,16 @@ class Settings(BaseSettings):
             host, _, port = address.rpartition(":")
             if not host or not port.isdigit():
                 raise ValueError(f"{address!r}: sentinels are host:port, comma-separated")
+        return value
+
+    @field_validator("webhook_allow", "trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a network: comma-separated CIDRs, e.g. 10.0.0.0/8") from exc
         return value
 
     @model_validator(mode="after")
