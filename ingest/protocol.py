@@ -66,15 +66,21 @@ def refusal(status: int, code: str, detail: str) -> bytes:
 
 
 class _Quiet:
-    """Where uvicorn's own "Invalid HTTP request received." goes when dlrq refused the request on purpose."""
+    """uvicorn's logger for a connection, with its warnings ("Invalid HTTP request received.", for a
+    refusal of dlrq's or a client's garbage) at DEBUG: anyone can cause them, as fast as they like.
+    Everything else (an application's error) goes to uvicorn's logger as it would."""
 
-    level = logging.WARNING
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
 
     def warning(self, msg: str, *args: object) -> None:
         log.debug(msg, *args)
 
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._logger, name)
 
-_QUIET = _Quiet()
+
+_QUIET = _Quiet(logging.getLogger("uvicorn.error"))
 
 
 class GuardedHttp(HttpToolsProtocol):
@@ -86,11 +92,13 @@ class GuardedHttp(HttpToolsProtocol):
     sweeping = False
     _head_since: float | None = None  # a request head is awaited since then
     _body_since: float | None = None  # the current request's body is awaited since then
-    _head_bytes = 0
+    _head_bytes = 0  # bytes received while the head was incomplete
+    _head_parsed = 0  # bytes of request line and headers parsed
     _refusal: bytes | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.logger = _QUIET  # type: ignore[assignment]
         limits = self._limits()
         if len(self.connections) > limits.max_connections:
             if not GuardedHttp.at_cap:
@@ -121,15 +129,28 @@ class GuardedHttp(HttpToolsProtocol):
         super().on_message_begin()
         if self._head_since is None:
             self._head_since = time.monotonic()
-        self._head_bytes = 0
+        self._head_bytes = self._head_parsed = 0
 
     def on_url(self, url: bytes) -> None:
         limits = self._limits()
         if len(self.url) + len(url) > limits.max_url:
-            self._refusal = refusal(414, "url_too_long", f"request line over {limits.max_url} bytes")
-            self.logger = _QUIET  # type: ignore[assignment]  # a refusal is logged at DEBUG: anyone can cause one
-            raise ValueError("url too long")  # httptools stops parsing, and uvicorn calls send_400_response
+            # httptools stops parsing, and uvicorn calls send_400_response
+            self._stop_parsing(refusal(414, "url_too_long", f"request line over {limits.max_url} bytes"))
+        self._head_parsed += len(url)
         super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """A head that arrives in one read is parsed whole before data_received counts it: counted here."""
+        self._head_parsed += len(name) + len(value) + 4
+        limits = self._limits()
+        if self._head_parsed > limits.max_head:
+            too_large = f"request line and headers over {limits.max_head} bytes"
+            self._stop_parsing(refusal(431, "headers_too_large", too_large))
+        super().on_header(name, value)
+
+    def _stop_parsing(self, answer: bytes) -> None:
+        self._refusal = answer
+        raise ValueError("refused")  # httptools stops, and uvicorn calls send_400_response
 
     def on_headers_complete(self) -> None:
         self._head_since = None
