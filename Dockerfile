@@ -7,7 +7,7 @@ COPY ingest ingest
 COPY workers workers
 RUN pip install --no-cache-dir .
 ENV DLRQ_HOST=0.0.0.0
-EXPOSE 3000
+EXPOSE 3000 3001
 CMD ["dlrq", "ingest"]
 
 # `docker compose --profile dashboard up`: rq-dashboard (0.9 imports six without declaring it).

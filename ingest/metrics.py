@@ -1,12 +1,12 @@
-"""Prometheus metrics: the ingest's own, and the deployment's as Redis holds it.
+"""Prometheus metrics: each ingest process' own, and the deployment's as Redis holds it.
 
-The ingest counts in its process (prometheus-client). Everything after the queue is
-counted in Redis, inside the workers' own Lua calls, and read here at each scrape:
-workers run in other processes, containers or hosts, which prometheus-client's
-multiprocess mode (a shared directory on one host) cannot gather, and counting in
-Redis costs no round trip. Several ingest replicas therefore each show the same
-deployment-wide `dlrq_worker_*`, `dlrq_queue_*` and `dlrq_events_*` series:
-aggregate those with max(), not sum().
+An ingest counts in its process (prometheus-client) and serves that at its /metrics. Everything
+after the queue is counted in Redis, inside the workers' own Lua calls, and read by `dlrq api`'s
+/metrics at each scrape: workers run in other processes, containers or hosts, which
+prometheus-client's multiprocess mode (a shared directory on one host) cannot gather, and
+counting in Redis costs no round trip. Several api replicas therefore each show the same
+deployment-wide `dlrq_worker_*`, `dlrq_queue_*` and `dlrq_events_*` series: aggregate those
+with max(), not sum().
 """
 
 from __future__ import annotations
@@ -89,6 +89,12 @@ def deployment_families(state: Deployment, by_network: bool = False) -> Iterator
                                labels=["policy"])
     evicts.add_metric([state.maxmemory_policy], 1 if state.may_evict else 0)
     yield evicts
+    used = GaugeMetricFamily("dlrq_redis_memory_used_bytes", "Memory Redis uses (INFO used_memory)")
+    used.add_metric([], state.used_memory)
+    yield used
+    limit = GaugeMetricFamily("dlrq_redis_memory_max_bytes", "Redis' maxmemory (0: no limit)")
+    limit.add_metric([], state.maxmemory)
+    yield limit
     gauges = [
         ("dlrq_queue_depth", "Jobs waiting in the queue", state.depth),
         ("dlrq_queue_oldest_age_seconds", "Age of the oldest job waiting in the queue", state.oldest_age),
@@ -107,16 +113,21 @@ def deployment_families(state: Deployment, by_network: bool = False) -> Iterator
 
 def counter_families(counters: dict[str, int]) -> Iterator[Metric]:
     """The workers' counters hash (see keys.COUNTERS) as Prometheus counters."""
-    receipts = CounterMetricFamily("dlrq_worker_receipts", "Receipts the workers processed, new or resend",
+    receipts = CounterMetricFamily("dlrq_worker_receipts", "Receipts the workers processed: new, resend, "
+                                   "dropped (a part's cap) or kept_aside (could not be applied: see failed jobs)",
                                    labels=["outcome"])
     batches = CounterMetricFamily("dlrq_worker_batches", "Batches the workers applied")
     changes = CounterMetricFamily("dlrq_worker_status_changes", "Parts whose status changed, by new status",
                                   labels=["status"])
     events = CounterMetricFamily("dlrq_events", "Events raised, by kind", labels=["kind"])
+    shed = CounterMetricFamily("dlrq_record_shed_batches", "Batches of the record shed to make room in Redis")
+    shed.add_metric([], counters.get(keys.COUNT_RECORD_SHED, 0))
     handlers = CounterMetricFamily("dlrq_handler_calls", "Handler calls, by handler and outcome",
                                    labels=["handler", "outcome"])
     receipts.add_metric(["new"], counters.get(keys.COUNT_NEW, 0))
     receipts.add_metric(["resend"], counters.get(keys.COUNT_RESEND, 0))
+    receipts.add_metric(["dropped"], counters.get(keys.COUNT_DROPPED, 0))
+    receipts.add_metric(["kept_aside"], counters.get(keys.COUNT_KEPT_ASIDE, 0))
     batches.add_metric([], counters.get(keys.COUNT_BATCHES, 0))
     for name, value in sorted(counters.items()):
         if name.startswith(keys.COUNT_STATUS):
@@ -126,7 +137,7 @@ def counter_families(counters: dict[str, int]) -> Iterator[Metric]:
         elif name.startswith(keys.COUNT_HANDLER):
             handler, _, outcome = name.removeprefix(keys.COUNT_HANDLER).rpartition(":")
             handlers.add_metric([handler, outcome], value)
-    yield from (receipts, batches, changes, events, handlers)
+    yield from (receipts, batches, changes, events, handlers, shed)
 
 
 class _Snapshot:
@@ -167,7 +178,8 @@ class WebhookCounts:
                                     buckets=list(zip(bounds, cumulative)), sum_value=self._seconds)
 
 
-def exposition(metrics: IngestMetrics, state: Deployment, by_network: bool = False) -> bytes:
+def exposition(state: Deployment, by_network: bool = False) -> bytes:
+    """The deployment's figures, as Redis holds them at one moment."""
     deployment = CollectorRegistry(auto_describe=False)
     deployment.register(_Snapshot(list(deployment_families(state, by_network))))
-    return generate_latest(metrics.registry) + generate_latest(deployment)
+    return generate_latest(deployment)

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from dlrq.core.receipt import InvalidReceipt, Receipt, utc_now_iso
 
 from .batcher import StorageUnavailable
+from .errors import error
 from .metrics import IngestMetrics
 from .params import request_params
 
@@ -25,10 +26,6 @@ REQUEST_ID = b"x-request-id"
 Read = Callable[[Scope, Receive], Awaitable[Receipt]]
 
 log = logging.getLogger("dlrq.ingest")
-
-
-def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def sms_receipts(check: Callable[[dict[str, str]], dict[str, str]]) -> Read:
@@ -47,8 +44,10 @@ class Webhook:
     """
 
     def __init__(self, read: Read, methods: tuple[str, ...], ack_status: int, retry_after: int,
-                 metrics: IngestMetrics) -> None:
+                 metrics: IngestMetrics, admits: Callable[[Scope], bool] | None = None) -> None:
+        """`admits`: whether a request's sender may post receipts at all (DLRQ_WEBHOOK_ALLOW); None: anyone."""
         self._read = read
+        self._admits = admits
         self._methods = methods
         self._allow = {"Allow": ", ".join(methods)}
         self._ack_status = ack_status
@@ -58,6 +57,9 @@ class Webhook:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        if self._admits is not None and not self._admits(scope):
+            return await self._refuse(403, "forbidden", "this address may not post receipts (DLRQ_WEBHOOK_ALLOW)")(
+                scope, receive, send)
         if scope["method"] not in self._methods:
             return await self._refuse(405, "method_not_allowed", f"use {' or '.join(self._methods)}",
                                       self._allow)(scope, receive, send)

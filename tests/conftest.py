@@ -14,7 +14,7 @@ import redis
 
 from dlrq.cli.embedded import EmbeddedServer, embedded_server
 from dlrq.core.settings import Settings
-from tests.support.processes import running_ingest
+from tests.support.processes import running, running_ingest
 
 SERVERS = ["embedded"] + (["external"] if os.environ.get("DLRQ_TEST_REDIS_URL") else [])
 
@@ -73,4 +73,11 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
 def ingest_server(redis_url: str) -> Iterator[str]:
     """A real `dlrq ingest` process; yields its base URL."""
     with running_ingest(redis_url) as base:
+        yield base
+
+
+@pytest.fixture
+def api_server(redis_url: str) -> Iterator[str]:
+    """A real `dlrq api` process (messages, analytics, metrics); yields its base URL."""
+    with running("api", redis_url) as base:
         yield base

@@ -150,13 +150,15 @@ def check(found: dict, expected: dict[str, dict], by: str) -> None:
 
 
 def test_analytics_equal_an_oracle_and_a_replay_changes_nothing(redis_url, tmp_path):
-    port = free_port()
-    env = dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_ANALYTICS_MAX_REFS=str(MAX_REFS), DLRQ_BATCH_MAX_WAIT_MS="2")
-    ingest, worker = spawn("ingest", env), spawn("worker", env)
-    base = f"http://127.0.0.1:{port}"
+    port, api_port = free_port(), free_port()
+    env = dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_API_PORT=str(api_port), DLRQ_ANALYTICS_MAX_REFS=str(MAX_REFS),
+                   DLRQ_BATCH_MAX_WAIT_MS="2")
+    ingest, api, worker = spawn("ingest", env), spawn("api", env), spawn("worker", env)
+    base, api_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
     sends, waves, loose = plan(seed=7)
     try:
         wait_http(f"{base}/readyz")
+        wait_http(f"{api_base}/readyz")
         sender = Sender(base, connections=16)
         sender.send_all(loose[: len(loose) // 2])  # some receipts before any registration
         with httpx.Client(base_url=base) as http:
@@ -176,7 +178,7 @@ def test_analytics_equal_an_oracle_and_a_replay_changes_nothing(redis_url, tmp_p
         eventually(lambda: client.llen("rq:queue:dlrq") == 0 and client.zcard("rq:wip:dlrq") == 0, 60,
                    "the worker to apply every receipt")
         answers = {}
-        with httpx.Client(base_url=base) as http:
+        with httpx.Client(base_url=api_base) as http:
             for by in analytics.DIMENSIONS:
                 found = http.get("/analytics", params={"by": by, "since": "-2h"}).json()
                 check(found, oracle(sends, receipts, by, first_final), by)
@@ -196,6 +198,6 @@ def test_analytics_equal_an_oracle_and_a_replay_changes_nothing(redis_url, tmp_p
             csv_lines = dlrq(env, "report", "--by", "country", "--since", "-2h", "--format", "csv").stdout.splitlines()
             assert csv_lines[0].startswith("key,final,delivered") and len(csv_lines) == len(answers["country"]["rows"]) + 2
     finally:
-        for process in (ingest, worker):
+        for process in (ingest, api, worker):
             process.terminate()
             process.wait(20)

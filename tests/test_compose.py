@@ -19,12 +19,13 @@ from starlette.testclient import TestClient
 from dlrq.cli import main
 from dlrq.cli.embedded import binary
 from dlrq.core.settings import Settings
+from ingest.api import create_api
 from ingest.app import create_app
 from tests.support.processes import eventually, free_port, wait_http
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-DLRQ_SERVICES = ["ingest", "worker"]
+DLRQ_SERVICES = ["ingest", "api", "worker"]
 
 
 @pytest.mark.parametrize("name", DLRQ_SERVICES)
@@ -48,14 +49,15 @@ def test_each_environment_variable_is_a_real_setting(name):
     Settings.model_validate({k[5:].lower(): interpolated(v, {}) for k, v in environment.items()})
 
 
-def test_the_published_ingest_takes_its_api_token_from_the_environment_and_is_closed_without_it():
-    environment = COMPOSE["services"]["ingest"]["environment"]
+@pytest.mark.parametrize("name", ["ingest", "api"])
+def test_the_published_ingest_and_api_take_the_api_token_from_the_environment_and_are_closed_without_it(name):
+    environment = COMPOSE["services"][name]["environment"]
     example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
     assert "DLRQ_API_TOKEN" in example
     settings = Settings.model_validate({k[5:].lower(): interpolated(v, example) for k, v in environment.items()})
-    assert settings.api_token is None and settings.host == "0.0.0.0"
-    with TestClient(create_app(settings)) as client:
+    assert settings.api_token is None and (settings.host if name == "ingest" else settings.api_host) == "0.0.0.0"
+    with TestClient((create_app if name == "ingest" else create_api)(settings)) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/healthz").status_code == 200
     token = Settings.model_validate({k[5:].lower(): interpolated(v, {"DLRQ_API_TOKEN": "s3cret"})
@@ -63,14 +65,15 @@ def test_the_published_ingest_takes_its_api_token_from_the_environment_and_is_cl
     assert token.api_token is not None and token.api_token.get_secret_value() == "s3cret"
 
 
-def test_ingest_health_check_hits_a_real_route_on_the_published_port():
-    service = COMPOSE["services"]["ingest"]
+@pytest.mark.parametrize("name", ["ingest", "api", "ingest-ha", "api-ha"])
+def test_the_health_checks_hit_a_real_route_on_the_published_port(name):
+    service = COMPOSE["services"][name]
     probe = " ".join(service["healthcheck"]["test"])
-    port = service["environment"]["DLRQ_PORT"]
+    port = service["environment"]["DLRQ_PORT" if name.startswith("ingest") else "DLRQ_API_PORT"]
     assert f"http://127.0.0.1:{port}/readyz" in probe
     assert service["ports"] == [f"{port}:{port}"]
-    paths = {route.path for route in create_app(Settings()).routes if isinstance(route, Route)}
-    assert "/readyz" in paths
+    app = (create_app if name.startswith("ingest") else create_api)(Settings())
+    assert "/readyz" in {route.path for route in app.routes if isinstance(route, Route)}
 
 
 def test_redis_keeps_an_append_only_file_on_a_volume():
@@ -90,8 +93,8 @@ def test_stop_grace_periods_cover_what_each_service_finishes_on_sigterm():
     defaults = Settings()
     worker = COMPOSE["services"]["worker"]["stop_grace_period"]
     assert int(worker.rstrip("s")) > max(defaults.job_timeout, defaults.handler_timeout)
-    ingest = COMPOSE["services"]["ingest"]["stop_grace_period"]
-    assert int(ingest.rstrip("s")) > defaults.store_timeout
+    for name in ("ingest", "api"):
+        assert int(COMPOSE["services"][name]["stop_grace_period"].rstrip("s")) > defaults.store_timeout
 
 
 @pytest.mark.integration
@@ -129,7 +132,7 @@ def option(command: list[str], name: str) -> list[str]:
 
 def test_the_ha_profile_is_a_primary_two_replicas_and_three_sentinels():
     services = COMPOSE["services"]
-    for name in [*HA_DATA, *HA_SENTINELS, "ingest-ha", "worker-ha"]:
+    for name in [*HA_DATA, *HA_SENTINELS, "ingest-ha", "api-ha", "worker-ha"]:
         assert services[name]["profiles"] == ["ha"], name
     for name in HA_DATA:
         command = services[name]["command"]
@@ -138,7 +141,7 @@ def test_the_ha_profile_is_a_primary_two_replicas_and_three_sentinels():
         assert (name == "redis-primary") == ("--replicaof" not in command)
         if name != "redis-primary":
             assert option(command, "--replicaof") == ["redis-primary", "6379"]
-    for name in ("ingest-ha", "worker-ha"):
+    for name in ("ingest-ha", "api-ha", "worker-ha"):
         settings = Settings.model_validate({k[5:].lower(): interpolated(v, {}) for k, v in
                                             services[name]["environment"].items()})
         assert settings.ack_replicas == 1 and settings.redis_master == "dlrq"

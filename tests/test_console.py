@@ -46,20 +46,23 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, httpx.Client, WebhookReceiver]]:
-    """ingest + worker, alerts sent to a webhook receiver that fails until told otherwise;
-    their logs in tmp_path/logs."""
+    """ingest, api (the console) and worker, alerts sent to a webhook receiver that fails until told
+    otherwise; their logs in tmp_path/logs."""
     hook = WebhookReceiver(SECRET)
     hook.mode = "error"
-    port = free_port()
-    env = dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_API_TOKEN=TOKEN, DLRQ_MAINTENANCE_INTERVAL="1",
-                   DLRQ_ALERT_HANDLERS="webhook", DLRQ_RETRY_HANDLERS="log", DLRQ_HANDLER_RETRY_BACKOFF="1",
-                   DLRQ_WEBHOOK_URL=hook.url, DLRQ_WEBHOOK_SECRET=SECRET, DLRQ_BATCH_MAX_WAIT_MS="2")
+    port, api_port = free_port(), free_port()
+    env = dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_API_PORT=str(api_port), DLRQ_API_TOKEN=TOKEN,
+                   DLRQ_MAINTENANCE_INTERVAL="1", DLRQ_ALERT_HANDLERS="webhook", DLRQ_RETRY_HANDLERS="log",
+                   DLRQ_HANDLER_RETRY_BACKOFF="1", DLRQ_WEBHOOK_URL=hook.url, DLRQ_WEBHOOK_SECRET=SECRET,
+                   DLRQ_BATCH_MAX_WAIT_MS="2")
     logs = (tmp_path / "logs").open("wb")
-    procs = [spawn("ingest", env, stderr=logs), spawn("worker", env, stderr=logs)]
-    base = f"http://127.0.0.1:{port}"
+    procs = [spawn("ingest", env, stderr=logs), spawn("api", env, stderr=logs), spawn("worker", env, stderr=logs)]
+    ingest_base, base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
     try:
+        wait_http(f"{ingest_base}/healthz")
         wait_http(f"{base}/healthz")
         with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            api.ingest = ingest_base  # type: ignore[attr-defined]  # where receipts go
             yield base, api, hook
     finally:
         stop(procs)
@@ -85,8 +88,9 @@ def register(api: httpx.Client, part_ids: list[str], client_ref: str, network: s
 
 
 def post(api: httpx.Client, *receipts: dict[str, str]) -> None:
+    """To the ingest's webhook (the api serves everything else)."""
     for params in receipts:
-        assert api.post(HOOK, json={**params, "msisdn": NUMBER}).status_code == 204
+        assert httpx.post(api.ingest + HOOK, json={**params, "msisdn": NUMBER}).status_code == 204  # type: ignore[attr-defined]
 
 
 def settled(api: httpx.Client, message_id: str, status: str) -> None:
@@ -120,6 +124,9 @@ def test_console_shows_delivery_finds_messages_and_requeues_failed_work(stack, b
     settled(api, spam, "failed")
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused_by_policy: list[str] = []
+    page.on("console", lambda message: refused_by_policy.append(message.text)
+            if "Content Security Policy" in message.text else None)
     sign_in(page, base, shots)
 
     # The overview counts the parts just settled, and refreshes itself when more arrive.
@@ -205,6 +212,7 @@ def test_console_shows_delivery_finds_messages_and_requeues_failed_work(stack, b
     page.goto(f"{base}/console/failed")
     expect(page).to_have_url(re.compile(r"/console/login\?next="))
     page.close()
+    assert refused_by_policy == [], "every page works within its Content-Security-Policy"
     logs = (tmp_path / "logs").read_text()
     assert "500 Internal Server Error" in logs and NUMBER not in logs, "a failed call's log must not show the number"
 

@@ -65,7 +65,7 @@ def check_states(base: str, expected: dict[str, tuple[str, str, int]]) -> None:
         assert (part["status"], view["status"]) == (part_status, message_status), (mid, view)
 
 
-def test_ten_thousand_concurrent_receipts_with_resends_in_shuffled_order(redis_url, ingest_server):
+def test_ten_thousand_concurrent_receipts_with_resends_in_shuffled_order(redis_url, ingest_server, api_server):
     receipts, expected = scenario(8_000, seed=1)
     rng = random.Random(2)
     resends = [dict(r) for r in rng.choices(receipts, k=2_000)]
@@ -81,10 +81,10 @@ def test_ten_thousand_concurrent_receipts_with_resends_in_shuffled_order(redis_u
     for w in workers:
         assert w.wait(timeout=300) == 0
     wait_drained(redis.Redis.from_url(redis_url), settings, timeout=10)
-    check_states(ingest_server, expected)
+    check_states(api_server, expected)
 
 
-def test_worker_killed_mid_batch_another_finishes_it(redis_url):
+def test_worker_killed_mid_batch_another_finishes_it(redis_url, api_server):
     # A job's timeout is the one its ingest gave it: the workers' setting alone would not shorten it.
     short = {"DLRQ_JOB_TIMEOUT": "3", "DLRQ_MAINTENANCE_INTERVAL": "1"}
     env = dlrq_env(redis_url, **short)
@@ -94,7 +94,7 @@ def test_worker_killed_mid_batch_another_finishes_it(redis_url):
         abandoned = kill_a_worker_mid_batch(redis_url, env)
         finish_the_abandoned_batch(redis_url, env, abandoned)
         assert len(redis.Redis.from_url(redis_url).keys(keys.part("E2E03*"))) == len(expected)
-        check_states(base, expected)
+        check_states(api_server, expected)
 
 
 def kill_a_worker_mid_batch(redis_url: str, env: dict[str, str]) -> list[str]:

@@ -24,12 +24,13 @@ SECRET = "webhook-secret"
 
 @pytest.fixture
 def stack(redis_url):
-    """ingest + worker with every handler kind configured, and the two fake servers."""
+    """ingest, api and worker with every handler kind configured, and the two fake servers."""
     sms, hook = FakeSmsApi(), WebhookReceiver(SECRET)
-    port = free_port()
+    port, api_port = free_port(), free_port()
     env = dlrq_env(
         redis_url,
         DLRQ_PORT=str(port),
+        DLRQ_API_PORT=str(api_port),
         DLRQ_MAINTENANCE_INTERVAL="1",
         DLRQ_RETRY_BACKOFF="1",
         DLRQ_RETRY_HANDLERS="vonage,tests.support.probe:record",
@@ -42,12 +43,13 @@ def stack(redis_url):
         DLRQ_FAILURE_RATE_MIN_VOLUME="10",
         DLRQ_FAILURE_RATE_THRESHOLD="0.5",
     )
-    procs = [spawn("ingest", env), spawn("worker", env)]
-    base = f"http://127.0.0.1:{port}"
+    procs = [spawn("ingest", env), spawn("api", env), spawn("worker", env)]
+    base, api_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
     try:
         wait_http(f"{base}/healthz")
-        with httpx.Client(base_url=base, timeout=10) as client:
-            yield client, sms, hook, redis.Redis.from_url(redis_url)
+        wait_http(f"{api_base}/healthz")
+        with httpx.Client(base_url=base, timeout=10) as client, httpx.Client(base_url=api_base, timeout=10) as api:
+            yield client, api, sms, hook, redis.Redis.from_url(redis_url)
     finally:
         stop(procs)
         sms.close()
@@ -59,7 +61,7 @@ def probe_kinds(r: redis.Redis) -> Counter[str]:
 
 
 def test_retry_permanent_failure_exhaustion_and_failure_rate(stack):
-    client, sms, hook, r = stack
+    client, api, sms, hook, r = stack
     posted: list[dict] = []
 
     def post(params: dict) -> None:
@@ -71,7 +73,7 @@ def test_retry_permanent_failure_exhaustion_and_failure_rate(stack):
         assert client.post("/messages", json=body).status_code == 201
 
     def view(message_id: str) -> dict:
-        return client.get(f"/messages/{message_id}").json()
+        return api.get(f"/messages/{message_id}").json()
 
     # A temporary failure (err-code 2) is resent after the backoff; its delivery ends the message.
     register("RETRY1")

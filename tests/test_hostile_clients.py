@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from dlrq.core import keys
 from dlrq.core.settings import Settings
 from ingest.app import create_app
+from tests.support.apps import ingest_and_api
 from tests.support.processes import dlrq, dlrq_env, eventually, free_port, spawn, wait_http
 from tests.support.queues import drain, queue_of
 from tests.support.receipts import receipt
@@ -93,11 +94,14 @@ def test_a_body_value_still_wins_over_the_query_value_of_the_same_name(client, r
 def test_an_empty_token_is_no_token(redis_url, r, monkeypatch):
     monkeypatch.setenv("DLRQ_API_TOKEN", "")
     monkeypatch.setenv("DLRQ_HOST", "0.0.0.0")
+    monkeypatch.setenv("DLRQ_API_HOST", "0.0.0.0")
     settings = Settings(redis_url=redis_url)
     assert settings.api_token is None
-    with TestClient(create_app(settings)) as c:
-        assert c.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
-        assert c.get("/metrics").status_code == 401 and c.get("/messages/X").status_code == 401
+    with ingest_and_api(settings) as (ingest, api):
+        for c in (ingest, api):
+            assert c.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
+            assert c.get("/metrics").status_code == 401
+        assert api.get("/messages/X").status_code == 401
 
 
 # 8 and 9. Huge and slow request heads, half-sent bodies: a real ingest process ---------------

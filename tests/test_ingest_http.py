@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from dlrq.core.settings import Settings
 from ingest.app import create_app
+from tests.support.apps import ingest_and_api
 from tests.support.processes import free_port
 from tests.support.receipts import DOCS_ACCEPTED, DOCS_DELIVERED, DOCS_TUTORIAL
 
@@ -150,12 +151,13 @@ def test_redis_down_answers_503_quickly_then_recovers(tmp_path):
 
 def test_message_query_needs_the_token_when_set(redis_url, r):
     settings = Settings(redis_url=redis_url, api_token="s3cret")
-    with TestClient(create_app(settings)) as c:
-        assert c.get("/messages/nope").status_code == 401
-        assert c.get("/messages/nope", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        response = c.get("/messages/nope", headers={"Authorization": "Bearer s3cret"})
+    with ingest_and_api(settings) as (ingest, api):
+        assert api.get("/messages/nope").status_code == 401
+        assert api.get("/messages/nope", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        response = api.get("/messages/nope", headers={"Authorization": "Bearer s3cret"})
         assert response.status_code == 404 and response.json()["error"] == "not_found"
-        assert c.post(PATH, json=DOCS_DELIVERED).status_code == 204, "the webhook never needs the token"
+        assert ingest.post(PATH, json=DOCS_DELIVERED).status_code == 204, "the webhook never needs the token"
+        assert ingest.post("/messages", json={}).status_code == 401, "registrations do"
 
 
 def test_unknown_route_is_json_404(client):

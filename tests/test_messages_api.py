@@ -18,6 +18,7 @@ from dlrq.core.receipt import InvalidReceipt
 from dlrq.core.settings import Settings, get_settings
 from ingest.app import create_app
 from ingest.signature import sign
+from tests.support.apps import ingest_and_api
 from tests.support.messages import DELIVERED, REJECTED, SUBMITTED, body, token
 from tests.support.probe import CALLS
 from tests.support.processes import dlrq, dlrq_env
@@ -241,12 +242,12 @@ def settle(settings: Settings) -> None:
 
 
 def test_resends_change_nothing_and_a_late_submitted_does_not_undo_delivered(probe_settings, r):
-    with TestClient(create_app(probe_settings)) as client:
+    with ingest_and_api(probe_settings) as (client, api):
         for doc in (DELIVERED, SUBMITTED, DELIVERED, {**DELIVERED, "status": "read",
                                                       "timestamp": "2023-05-01T14:00:09Z"}):
             assert post_status(client, body(doc), None).status_code == 204
         settle(probe_settings)
-        view = client.get(f"/messages/{UUID}").json()
+        view = api.get(f"/messages/{UUID}").json()
         assert view["status"] == "delivered" and view["parts_expected"] == 1 and view["to"] == "447700900000"
         [part] = view["parts"]
         assert (part["api"], part["channel"], part["network_code"], part["price"]) == (
@@ -255,17 +256,17 @@ def test_resends_change_nothing_and_a_late_submitted_does_not_undo_delivered(pro
         counters = r.hgetall(keys.COUNTERS)
         assert int(counters[keys.COUNT_NEW.encode()]) == 3 and int(counters[keys.COUNT_RESEND.encode()]) == 1
 
-        report = client.get("/analytics?by=network&since=2000-01-01T00:00:00Z").json()
+        report = api.get("/analytics?by=network&since=2000-01-01T00:00:00Z").json()
         [row] = report["rows"]
         assert (row["key"], row["final"], row["delivered"], row["cost"]) == ("23410", 1, 1, "0.03330000")
 
 
 def test_a_rejected_message_raises_its_event_once_and_vonage_leaves_it_alone(probe_settings, r, caplog):
-    with TestClient(create_app(probe_settings)) as client:
+    with ingest_and_api(probe_settings) as (client, api):
         for doc in (SUBMITTED, REJECTED, REJECTED):
             assert post_status(client, body(doc), None).status_code == 204
         settle(probe_settings)
-        assert client.get(f"/messages/{UUID}").json()["status"] == "failed"
+        assert api.get(f"/messages/{UUID}").json()["status"] == "failed"
     [call] = [json.loads(c) for c in r.lrange(CALLS, 0, -1)]
     assert (call["kind"], call["api"], call["err_code"]) == ("retry", "messages", "1360")
     assert "sent through the Messages API" in caplog.text and "not resent" in caplog.text

@@ -8,6 +8,7 @@ from starlette.testclient import TestClient
 from dlrq.core import keys
 from dlrq.core.receipt import Receipt
 from dlrq.core.settings import Settings
+from ingest.api import create_api
 from ingest.app import create_app
 from tests.support.processes import dlrq, dlrq_env
 from tests.support.receipts import receipt
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings)) as c:
+    """The api, which registers sends as the ingest does, and shows messages."""
+    with TestClient(create_api(settings)) as c:
         yield c
 
 

@@ -53,14 +53,16 @@ def test_promtool_accepts_the_rules():
 
 
 def test_every_panel_and_rule_returns_series_from_a_live_dlrq(redis_url, tmp_path):
-    port, prom_port = free_port(), free_port()
-    env = dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="2")
-    ingest, worker = spawn("ingest", env), spawn("worker", env)
+    port, api_port, prom_port = free_port(), free_port(), free_port()
+    env = dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_API_PORT=str(api_port), DLRQ_BATCH_MAX_WAIT_MS="2")
+    ingest, dlrq_api, worker = spawn("ingest", env), spawn("api", env), spawn("worker", env)
     config = tmp_path / "prometheus.yml"
+    # Each ingest serves its own acknowledgements, the api the deployment's figures: both are scraped.
+    targets = [f"127.0.0.1:{port}", f"127.0.0.1:{api_port}"]
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": "dlrq", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+        "scrape_configs": [{"job_name": "dlrq", "static_configs": [{"targets": targets}]}],
     }))
     prometheus = subprocess.Popen(
         ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
@@ -89,7 +91,7 @@ def test_every_panel_and_rule_returns_series_from_a_live_dlrq(redis_url, tmp_pat
     finally:
         prometheus.terminate()
         prometheus.wait(10)
-        for process in (ingest, worker):
+        for process in (ingest, dlrq_api, worker):
             process.terminate()
             process.wait(20)
 
@@ -99,7 +101,7 @@ def _up(api: str) -> bool:
         result = httpx.get(f"{api}/query", params={"query": 'up{job="dlrq"}'}).json()["data"]["result"]
     except (httpx.TransportError, KeyError, ValueError):
         return False
-    return bool(result) and result[0]["value"][1] == "1"
+    return len(result) == 2 and all(series["value"][1] == "1" for series in result)
 
 
 def test_the_dashboard_is_a_grafana_dashboard_with_what_the_issue_asks():

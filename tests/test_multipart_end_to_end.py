@@ -57,7 +57,7 @@ def post_all(base: str, requests: list[tuple[str, dict]]) -> list[int]:
     return [status for status, _ in run_all(base, [("POST", path, {"json": body}) for path, body in requests])]
 
 
-def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server):
+def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server, api_server):
     sends, receipts, expected = build(2_000, seed=7)
     rng = random.Random(8)
     resends = [dict(r) for r in rng.choices(receipts, k=len(receipts) // 5)]
@@ -78,7 +78,7 @@ def test_two_thousand_messages_end_as_the_contract_says(redis_url, ingest_server
         worker.terminate()
         worker.wait(timeout=30)
 
-    views = message_views(ingest_server, list(expected))
+    views = message_views(api_server, list(expected))
     wrong = {i: (views[i]["status"], want) for i, want in expected.items() if views[i]["status"] != want}
     assert not wrong, f"{len(wrong)} messages differ, e.g. {list(wrong.items())[:5]}"
     assert {v["status"] for v in views.values()} == {"delivered", "failed", "unknown", "pending"}

@@ -15,6 +15,7 @@ from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
 from dlrq.core.store import register
 from ingest.app import create_app
+from tests.support.apps import ingest_and_api
 from tests.support.processes import dlrq, dlrq_env
 from tests.support.queues import drain
 from tests.support.receipts import receipt
@@ -42,14 +43,16 @@ def total(samples: dict, name: str, **labels: str) -> float:
 def test_metrics_count_what_was_posted_and_what_the_workers_did(settings, r):
     statuses = ["accepted", "delivered", "failed", "DELIVRD"]
     posted = [receipt(f"m{i}", statuses[i % 4], second=i % 4, err_code="3" if i % 4 == 2 else "0") for i in range(40)]
-    with TestClient(create_app(settings)) as c:
+    with ingest_and_api(settings) as (c, api):
         for params in posted:
             assert c.post(PATH, json=params).status_code == 204
         for params in posted[:5]:
             assert c.post(PATH, json=params).status_code == 204  # Vonage resending
         assert c.post(PATH, json={"status": "delivered"}).status_code == 400
         assert c.put(PATH).status_code == 405
-        before = scrape(c)
+        ingest_only = scrape(c)
+        assert total(ingest_only, "dlrq_queue_depth") == 0, "the ingest serves its own figures only"
+        before = {**ingest_only, **scrape(api)}
         assert total(before, "dlrq_receipts_accepted_total") == 45
         assert total(before, "dlrq_receipts_accepted_total", status="delivered") == 10 + 1
         assert total(before, "dlrq_receipts_accepted_total", status="other") == 10 + 1, "DELIVRD is not a status label"
@@ -62,7 +65,7 @@ def test_metrics_count_what_was_posted_and_what_the_workers_did(settings, r):
         assert total(before, "dlrq_redis_up") == 1
 
         drain(settings)
-        after = scrape(c)
+        after = scrape(api)
     assert total(after, "dlrq_queue_depth", queue=settings.queue) == 0
     assert total(after, "dlrq_worker_receipts_total", outcome="new") == 40
     assert total(after, "dlrq_worker_receipts_total", outcome="resend") == 5
@@ -77,21 +80,22 @@ def test_metrics_count_what_was_posted_and_what_the_workers_did(settings, r):
 
 
 def test_status_changes_follow_the_contract_rules(settings, r):
-    with TestClient(create_app(settings)) as c:
+    with ingest_and_api(settings) as (c, api):
         for params in [receipt("a", "delivered", 5), receipt("a", "accepted", 1), receipt("a", "buffered", 2),
                        receipt("b", "accepted", 1), receipt("b", "delivered", 5), receipt("b", "failed", 9, "3")]:
             assert c.post(PATH, json=params).status_code == 204
             drain(settings)  # one at a time: the order of arrival is the point
-        samples = scrape(c)
+        samples = scrape(api)
     changes = {ls[0][1]: v for (n, ls), v in samples.items() if n == "dlrq_worker_status_changes_total"}
     # a: delivered, then late accepted/buffered change nothing; b: accepted → delivered → failed (later event).
     assert changes == {"delivered": 2, "accepted": 1, "failed": 1}
 
 
 def test_metrics_need_the_token_when_set(redis_url, r):
-    with TestClient(create_app(Settings(redis_url=redis_url, api_token="t0ken"))) as c:
-        assert c.get("/metrics").status_code == 401
-        assert total(scrape(c, authorization="Bearer t0ken"), "dlrq_redis_up") == 1
+    with ingest_and_api(Settings(redis_url=redis_url, api_token="t0ken")) as (ingest, api):
+        assert ingest.get("/metrics").status_code == 401 and api.get("/metrics").status_code == 401
+        assert total(scrape(api, authorization="Bearer t0ken"), "dlrq_redis_up") == 1
+        assert "process_cpu_seconds_total" in str(scrape(ingest, authorization="Bearer t0ken"))
 
 
 def test_readyz_follows_redis_without_a_restart(private_server):
@@ -173,20 +177,22 @@ def test_dlrq_stats_shows_queues_rates_counters_and_messages(settings, r, redis_
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "dlrq.example.com"])
 def test_beyond_loopback_without_a_token_the_management_api_is_closed(redis_url, r, host, caplog):
-    settings = Settings(redis_url=redis_url, host=host)
-    with caplog.at_level(logging.WARNING, logger="dlrq.ingest"), TestClient(create_app(settings)) as c:
-        for method, path in (("GET", "/messages/X"), ("POST", "/messages"), ("GET", "/metrics")):
-            answer = c.request(method, path, json={})
+    settings = Settings(redis_url=redis_url, host=host, api_host=host)
+    with caplog.at_level(logging.WARNING), ingest_and_api(settings) as (c, api):
+        for client, method, path in ((api, "GET", "/messages/X"), (api, "POST", "/messages"), (api, "GET", "/metrics"),
+                                     (c, "POST", "/messages"), (c, "GET", "/metrics")):
+            answer = client.request(method, path, json={})
             assert answer.status_code == 401 and "DLRQ_API_TOKEN" in answer.json()["detail"], (path, answer.text)
-        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        for client in (c, api):
+            assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
         assert c.post("/webhooks/delivery-receipt", json=receipt("OPEN", "delivered")).status_code == 204
     said = [rec.getMessage() for rec in caplog.records if "DLRQ_API_TOKEN" in rec.getMessage()]
-    assert len(said) == 1 and host in said[0]
+    assert len(said) == 2 and all(host in line for line in said), "the ingest and the api say so once each"
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
 def test_on_loopback_without_a_token_the_management_api_is_open(redis_url, r, host):
-    with TestClient(create_app(Settings(redis_url=redis_url, host=host))) as c:
-        assert c.get("/metrics").status_code == 200
+    with ingest_and_api(Settings(redis_url=redis_url, host=host, api_host=host)) as (c, api):
+        assert c.get("/metrics").status_code == 200 and api.get("/metrics").status_code == 200
 
 

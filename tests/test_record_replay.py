@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from dlrq.core import keys
 from dlrq.core.settings import Settings, get_settings
-from ingest.app import create_app
+from tests.support.apps import ingest_and_api
 from tests.support.probe import CALLS
 from tests.support.processes import dlrq, dlrq_env
 from tests.support.queues import drain
@@ -71,14 +71,14 @@ def handler_calls(r) -> int:
 def test_export_wipe_replay_gives_the_same_states_and_a_second_replay_changes_nothing(
     redis_url, r, probe_settings, tmp_path
 ):
-    with TestClient(create_app(probe_settings)) as client:
+    with ingest_and_api(probe_settings) as (client, api):
         register_sends(client)
         for line in lines("receipts.jsonl"):
             params = line.get("params", line)
             assert client.post(PATH, json=params).status_code == 204
         drain(probe_settings)
         drain(probe_settings)  # the handler calls the first pass queued
-        before = states(client)
+        before = states(api)
         calls_before = handler_calls(r)
         assert calls_before > 0, "the corpus's failures called the handler"
         assert before["FIX0001B"]["status"] == "delivered" and before["FIX0004A"]["status"] == "failed"
@@ -97,14 +97,14 @@ def test_export_wipe_replay_gives_the_same_states_and_a_second_replay_changes_no
         assert result.stdout.strip() == "sent 15, accepted 15, refused 0, failed 0"
         drain(probe_settings)
         drain(probe_settings)
-        assert states(client) == before
+        assert states(api) == before
         calls_after_rebuild = handler_calls(r)
         assert r.xlen(keys.RECORD) == 0, "replayed receipts are not recorded again"
 
         result = dlrq(probe_env(redis_url), "replay", str(exported))
         drain(probe_settings)
         drain(probe_settings)
-        assert states(client) == before
+        assert states(api) == before
         assert handler_calls(r) == calls_after_rebuild, "a second replay called a handler"
 
 

@@ -92,6 +92,8 @@ def alive(pid: int) -> bool:
 
 
 def up_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    """The api on a free port too (`dlrq up` starts it beside the ingest)."""
+    extra.setdefault("DLRQ_API_PORT", str(free_port()))
     env = dlrq_env(None, DLRQ_DATA_DIR=str(data_dir), DLRQ_PORT=str(port), DLRQ_LOG_LEVEL="INFO", **extra)
     assert "DLRQ_REDIS_URL" not in env
     return env
@@ -103,9 +105,9 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def test_ctrl_c_in_a_terminal_stops_everything_cleanly_and_keeps_every_acknowledged_receipt(tmp_path, data_dir):
-    port = free_port()
+    port, api_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    term = Terminal(up_env(data_dir, port), tmp_path)
+    term = Terminal(up_env(data_dir, port, DLRQ_API_PORT=str(api_port)), tmp_path)
     acknowledged: list[dict[str, str]] = []
     stop_posting = threading.Event()
 
@@ -123,8 +125,9 @@ def test_ctrl_c_in_a_terminal_stops_everything_cleanly_and_keeps_every_acknowled
 
     try:
         wait_http(f"{base}/readyz", timeout=30)
+        wait_http(f"http://127.0.0.1:{api_port}/readyz", timeout=30)
         children = descendants(term.process.pid)
-        assert len(children) >= 3, "the server, the ingest and the worker"
+        assert len(children) >= 4, "the server, the ingest, the api and the worker"
         with ThreadPoolExecutor(8) as pool:
             posting = [pool.submit(post, n) for n in range(8)]
             eventually(lambda: len(acknowledged) > 300, 30, "receipts to flow")

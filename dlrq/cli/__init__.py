@@ -8,7 +8,7 @@ from .failed import failed
 from .messages import register_command, show
 from .record import export, replay
 from .report import report
-from .serve import ingest, worker
+from .serve import api, ingest, worker
 from .stats import stats
 from .up import up
 
@@ -18,5 +18,5 @@ def main() -> None:
     """dlrq: Vonage SMS delivery receipts, acknowledged at once, processed reliably."""
 
 
-for command in (up, ingest, worker, show, register_command, stats, report, failed, export, replay):
+for command in (up, ingest, api, worker, show, register_command, stats, report, failed, export, replay):
     main.add_command(command)

@@ -1,4 +1,4 @@
-"""`dlrq ingest` and `dlrq worker`: the two long-running processes."""
+"""`dlrq ingest`, `dlrq api` and `dlrq worker`: the long-running processes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 
 import click
 from starlette.applications import Starlette
+
+from dlrq.core.settings import Settings
 
 from .common import check_accounts, load_settings, setup_logging
 
@@ -23,17 +25,18 @@ def process_app() -> Starlette:
     return create_app(settings)
 
 
-@click.command()
-@click.option("--processes", type=click.IntRange(min=1), default=None,
-              help="Serve the port from this many processes (default DLRQ_INGEST_PROCESSES, 1).")
-def ingest(processes: int | None) -> None:
-    """Serve the webhook and the message API (DLRQ_HOST:DLRQ_PORT)."""
-    import uvicorn
+def api_app() -> Starlette:
+    from ingest.api import create_api
 
     settings = load_settings()
     setup_logging(settings)
-    check_accounts(settings)
-    processes = processes or settings.ingest_processes
+    return create_api(settings)
+
+
+def serve(factory: str, settings: Settings, host: str, port: int, processes: int | None) -> None:
+    """Run an app with uvicorn, as the ingest and the api both are."""
+    import uvicorn
+
     # The processes read their settings from the environment: the server `dlrq up` runs too.
     os.environ["DLRQ_REDIS_URL"] = settings.effective_redis_url
     # Uvicorn stops accepting on SIGTERM/SIGINT, answers the requests it holds, stores every
@@ -42,11 +45,11 @@ def ingest(processes: int | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
     uvicorn.run(
-        "dlrq.cli.serve:process_app",
+        factory,
         factory=True,
-        workers=processes if processes > 1 else None,
-        host=settings.host,
-        port=settings.port,
+        workers=processes if processes and processes > 1 else None,
+        host=host,
+        port=port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="ingest.protocol:GuardedHttp",
         # Requests still unanswered this long after a stop was asked for are cut off (their
@@ -55,11 +58,31 @@ def ingest(processes: int | None) -> None:
         # The access log would print query strings, and GET receipts carry phone numbers in them.
         access_log=False,
         log_level=settings.log_level.lower(),
-        # Uvicorn's own lines go through the handler set up above (JSON or text).
+        # Uvicorn's own lines go through the handler set up by the caller (JSON or text).
         log_config=None,
         lifespan="on",
     )
+
+
+@click.command()
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Serve the port from this many processes (default DLRQ_INGEST_PROCESSES, 1).")
+def ingest(processes: int | None) -> None:
+    """Serve the webhooks and POST /messages (DLRQ_HOST:DLRQ_PORT)."""
+    settings = load_settings()
+    setup_logging(settings)
+    check_accounts(settings)
+    serve("dlrq.cli.serve:process_app", settings, settings.host, settings.port, processes or settings.ingest_processes)
     logging.getLogger("dlrq.ingest").info("stopped: every acknowledged receipt is stored")
+
+
+@click.command()
+def api() -> None:
+    """Serve the management routes and the console (DLRQ_API_HOST:DLRQ_API_PORT)."""
+    settings = load_settings()
+    setup_logging(settings)
+    serve("dlrq.cli.serve:api_app", settings, settings.api_host, settings.api_port, None)
+    logging.getLogger("dlrq.api").info("stopped")
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""`dlrq up`: the embedded server (unless DLRQ_REDIS_URL is set), the ingest and one worker, supervised.
+"""`dlrq up`: the embedded server (unless DLRQ_REDIS_URL is set), the ingest, the api and one worker, supervised.
 
 Ctrl-C stops the ingest and the worker first (the ingest stores every batch it acknowledged,
 the worker finishes its job) and the server last; a second Ctrl-C stops them at once. A
@@ -146,7 +146,8 @@ def supervise(children: list[Child], signals: Signals, server: ServerChild | Non
 
 @click.command()
 def up() -> None:
-    """Run everything: Redis (embedded unless DLRQ_REDIS_URL is set), the ingest and one worker. Ctrl-C stops all."""
+    """Run everything: Redis (embedded unless DLRQ_REDIS_URL is set), the ingest, the api and one worker.
+    Ctrl-C stops all."""
     settings = get_settings()
     setup_logging(settings)
     check_accounts(settings)
@@ -178,7 +179,7 @@ def up() -> None:
 
 def _children(env: dict[str, str], url: str) -> list[Child]:
     env = {**env, "DLRQ_REDIS_URL": url}
-    return [Child("ingest", env), Child("worker", env)]
+    return [Child("ingest", env), Child("api", env), Child("worker", env)]
 
 
 def _shown(path: Path) -> str:

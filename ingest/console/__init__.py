@@ -1,7 +1,8 @@
-"""The web console, served by the ingest under /console: delivery at a glance, a message's
+"""The web console, served by `dlrq api` under /console: delivery at a glance, a message's
 story, failed work handled. Server-rendered (Jinja2); the overview's chart is uPlot, vendored.
 
-A Starlette app of its own, mounted by the ingest: the webhook never goes through it.
+A Starlette app of its own, mounted by the api; the webhook never goes through it. Every page
+carries a Content-Security-Policy (scripts and styles from the console itself only, no framing).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Any
 
+from jinja2 import pass_context
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import State
+from starlette.datastructures import MutableHeaders, State
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -21,22 +23,57 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dlrq.core import connect
 from dlrq.core import failed as failed_jobs
 from dlrq.core.settings import Settings
 
+from ..access import Access
 from . import auth, data
 from .formats import FILTERS, masker
 
-PATH = "/console"  # where the ingest mounts it; the session cookie goes nowhere else
+PATH = "/console"  # where the api mounts it; the session cookie goes nowhere else
 DIMENSIONS = {"network": "Networks", "country": "Countries", "client_ref": "Client-refs"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
-def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
-    """`ingest`: the ingest app's state (its Redis client and its eye on Redis, once it has started)."""
+class SecurityHeaders:
+    """Every answer of the console with SECURITY_HEADERS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
+
+
+@pass_context
+def path_for(context: dict[str, Any], name: str, /, **path_params: Any) -> str:
+    """Templates link by path: Starlette's url_for builds the request's Host header into each link."""
+    return context["request"].url_for(name, **path_params).path
+
+
+def console_app(settings: Settings, access: Access, app_state: State) -> Starlette:
+    """`app_state`: the app's state (its Redis client and its eye on Redis, once it has started)."""
+    assert settings.api_token is not None, "the console signs in with the API token"
+    token = settings.api_token.get_secret_value()
     templates = Jinja2Templates(directory=str(files(__package__).joinpath("templates")))
     templates.env.filters.update(FILTERS, mask=masker(settings.log_phone_numbers))
+    templates.env.globals["url_for"] = path_for
     sync = connect.client(settings)  # RQ's registries and jobs have no asyncio API
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -52,23 +89,30 @@ def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
         form = await request.form()
         if not await auth.csrf_ok(request):
             return page(request, "login.html", 403, title="Sign in", problem="The form expired: try again.")
-        if not auth.token_matches(str(form.get("token", "")), token):
+        client = access.client(request)
+        wait = access.guesses.wait(client)
+        if wait:
+            return page(request, "login.html", 429, title="Sign in",
+                        problem=f"Too many wrong tokens from {client}: try again in {wait:.0f} s.")
+        if not access.matches(str(form.get("token", ""))):
+            access.guesses.wrong(client)
             return page(request, "login.html", 401, title="Sign in", problem="That is not the API token.")
         request.session.clear()
         request.session.update(signed_in=True)
         target = str(form.get("next") or "")
-        return RedirectResponse(target if target.startswith(PATH + "/") else request.url_for("console:overview"),
-                                status_code=303)
+        if target.startswith(PATH + "/") and "//" not in target and "\\" not in target:
+            return RedirectResponse(target, status_code=303)
+        return auth.redirect(request, "console:overview")
 
     @auth.changes_state
     async def logout(request: Request) -> Response:
         request.session.clear()
-        return RedirectResponse(request.url_for("console:login"), status_code=303)
+        return auth.redirect(request, "console:login")
 
     @auth.login_required
     async def overview(request: Request) -> Response:
         try:
-            state = await data.overview(ingest.redis, settings, datetime.now(timezone.utc).timestamp())
+            state = await data.overview(app_state.redis, settings, datetime.now(timezone.utc).timestamp())
         except RedisError as exc:
             return unavailable(request, exc)
         return page(request, "overview.html", title="Overview", state=state, readiness=_readiness(request))
@@ -78,8 +122,8 @@ def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
         """What the overview refreshes itself with, every few seconds."""
         try:
             now = datetime.now(timezone.utc).timestamp()
-            state = await data.overview(ingest.redis, settings, now)
-            state["day"] = await data.throughput(ingest.redis, "day", now)
+            state = await data.overview(app_state.redis, settings, now)
+            state["day"] = await data.throughput(app_state.redis, "day", now)
         except RedisError as exc:
             return JSONResponse({"error": "storage_unavailable", "detail": str(exc)}, status_code=503)
         return JSONResponse({**state, "readiness": _readiness(request)})
@@ -90,7 +134,7 @@ def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
         by = by if by in DIMENSIONS else "network"
         end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         try:
-            found = await data.hourly(ingest.redis, by, end - timedelta(hours=24), end)
+            found = await data.hourly(app_state.redis, by, end - timedelta(hours=24), end)
         except RedisError as exc:
             return unavailable(request, exc)
         return page(request, "networks.html", title=DIMENSIONS[by], by=by, dimensions=DIMENSIONS,
@@ -100,9 +144,9 @@ def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
     async def messages(request: Request) -> Response:
         query = request.query_params.get("q", "").strip()
         try:
-            found = await data.search(ingest.redis, query) if query else []
+            found = await data.search(app_state.redis, query) if query else []
             if len(found) == 1:
-                story = await data.story(ingest.redis, sync, settings, found[0]["id"])
+                story = await data.story(app_state.redis, sync, settings, found[0]["id"])
                 return page(request, "message.html", title=f"Message {found[0]['id']}", q=query, story=story)
         except RedisError as exc:
             return unavailable(request, exc)
@@ -121,7 +165,7 @@ def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
     async def confirm(request: Request) -> Response:
         action = request.query_params.get("action", "")
         if action not in ("requeue", "purge"):
-            return RedirectResponse(request.url_for("console:failed"), status_code=303)
+            return auth.redirect(request, "console:failed")
         count = await run_in_threadpool(failed_jobs.count, sync, settings.queues)
         return page(request, "confirm.html", title="Confirm", action=action, count=count)
 
@@ -139,11 +183,10 @@ def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
         except RedisError as exc:
             return unavailable(request, exc)
         verb = "requeued" if action == "requeue" else "deleted"
-        return RedirectResponse(request.url_for("console:failed").include_query_params(done=f"{verb} {count}"),
-                                status_code=303)
+        return auth.redirect(request, "console:failed", done=f"{verb} {count}")
 
     def _readiness(request: Request) -> str | None:
-        problem = ingest.watch.problem
+        problem = app_state.watch.problem
         return None if problem is None else problem.detail
 
     static = StaticFiles(directory=str(files(__package__).joinpath("static")))
@@ -161,5 +204,5 @@ def console_app(settings: Settings, token: str, ingest: State) -> Starlette:
     ]
     middleware = [Middleware(SessionMiddleware, secret_key=auth.session_key(token), session_cookie=auth.SESSION_COOKIE,
                              max_age=auth.SESSION_HOURS * 3600, path=PATH, same_site="strict")]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *middleware])
 

@@ -3,6 +3,7 @@
 The cookie (Starlette's SessionMiddleware: signed with itsdangerous) is HttpOnly and
 SameSite=Strict, its key derived from the API token, so that a new token signs everybody out.
 Every form that changes something carries the session's CSRF token, checked before anything is done.
+Links and redirects are paths, never built from the request's Host header.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from functools import wraps
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -45,12 +47,21 @@ def signed_in(request: Request) -> bool:
     return request.session.get("signed_in") is True
 
 
+def path_to(request: Request, name: str, **query: str) -> str:
+    """Where a route is, as a path (with a query): never the request's Host header, which anyone can write."""
+    path = request.url_for(name).path
+    return f"{path}?{urlencode(query)}" if query else path
+
+
+def redirect(request: Request, name: str, **query: str) -> RedirectResponse:
+    return RedirectResponse(path_to(request, name, **query), status_code=303)
+
+
 def login_required(handler: Handler) -> Handler:
     @wraps(handler)
     async def guarded(request: Request) -> Response:
         if not signed_in(request):
-            return RedirectResponse(request.url_for("console:login").include_query_params(next=request.url.path),
-                                    status_code=303)
+            return redirect(request, "console:login", next=request.url.path)
         return await handler(request)
 
     return guarded
@@ -68,6 +79,3 @@ def changes_state(handler: Handler) -> Handler:
 
     return guarded
 
-
-def token_matches(given: str, token: str) -> bool:
-    return hmac.compare_digest(given.strip().encode(), token.encode())

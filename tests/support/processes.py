@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -79,13 +80,14 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def running_ingest(redis_url: str, **extra: str) -> Iterator[str]:
-    """A real `dlrq ingest` process on a port of its own; yields its base URL.
+def running(command: str, redis_url: str, **extra: str) -> Iterator[str]:
+    """A real `dlrq ingest` or `dlrq api` process on a port of its own; yields its base URL.
 
-    It waits up to 5 ms to fill a batch: the test clients send fewer receipts at once than Vonage does.
+    The ingest waits up to 5 ms to fill a batch: the test clients send fewer receipts at once than Vonage does.
     """
     port = free_port()
-    proc = spawn("ingest", dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="5", **extra))
+    env = dlrq_env(redis_url, DLRQ_PORT=str(port), DLRQ_API_PORT=str(port), DLRQ_BATCH_MAX_WAIT_MS="5", **extra)
+    proc = spawn(command, env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz")
@@ -93,3 +95,39 @@ def running_ingest(redis_url: str, **extra: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def running_ingest(redis_url: str, **extra: str) -> contextlib.AbstractContextManager[str]:
+    return running("ingest", redis_url, **extra)
+
+
+class Service:
+    """A long-running `dlrq` command (ingest, api, worker) on ports of its own, its log in a file."""
+
+    def __init__(self, command: str, redis_url: str, log_dir: Path, **extra: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{command}-{self.port}.log"
+        env = dlrq_env(redis_url, DLRQ_PORT=str(self.port), DLRQ_API_PORT=str(self.port), DLRQ_LOG_FORMAT="text",
+                       **extra)
+        with open(self.log_path, "wb") as log:
+            self.process = spawn(command, env, stdout=log, stderr=log)
+        if command in ("ingest", "api"):
+            wait_http(f"{self.base}/healthz")
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

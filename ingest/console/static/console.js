@@ -1,4 +1,6 @@
-// dlrq console: the overview refreshes itself; tables sort by a column. No build step, no framework.
+// dlrq console: the overview refreshes itself; tables sort by a column. No build step, no framework,
+// no inline script (the pages' Content-Security-Policy allows none): what a page needs is in the
+// data attributes of the script element that loads this file.
 "use strict";
 
 const dlrqNumber = new Intl.NumberFormat("en");
@@ -136,3 +138,10 @@ function dlrqSortable(tableId) {
     });
   });
 }
+
+(function start() {
+  const script = document.currentScript;
+  if (!script) return;
+  if (script.dataset.overview) dlrqOverview(script.dataset.overview, JSON.parse(script.dataset.series));
+  if (script.dataset.sortable) dlrqSortable(script.dataset.sortable);
+})();
