@@ -38,6 +38,19 @@ class Plan:
     sends: list[tuple[float, dict]] = field(default_factory=list)  # (when, send response) of multi-part messages
     expected_status: dict[str, str] = field(default_factory=dict)  # logical id -> status
     expected_events: set[str] = field(default_factory=set)
+    # (when, params) a hostile sender adds: receipts no worker could apply, which the ingest must refuse
+    # (4xx), and floods of forged, non-deciding receipts at a few victims, which must change no outcome.
+    poison: list[tuple[float, dict]] = field(default_factory=list)
+    forged: list[tuple[float, dict]] = field(default_factory=list)
+
+
+# What a poison receipt holds (each refused at the door: a worker could not apply it, or it would
+# outrank every genuine receipt), and how many forged receipts each victim part gets.
+POISON = ({"price": "Infinity"}, {"price": "NaN"}, {"price": "1e30"}, {"message-timestamp": "9999-12-31 23:59:59"},
+          {"err-code": "x"}, {"messageId": "with/slash"})
+POISON_SHARE = 0.005
+VICTIMS = 8
+FORGED_EACH = 150
 
 
 def build_plan(scale: Scale, seed: int) -> Plan:
@@ -88,7 +101,23 @@ def build_plan(scale: Scale, seed: int) -> Plan:
             plan.sends.append((max(0.0, at), {"message-count": str(len(ids)), "messages": parts}))
         plan.expected_status[ids[0]] = contract_status(statuses)
     plan.receipts.sort(key=lambda item: item[0])
+    hostile(plan, rng, scale, seed)
     return plan
+
+
+def hostile(plan: Plan, rng: random.Random, scale: Scale, seed: int) -> None:
+    """Poison receipts spread over the run, and forged `accepted` receipts (distinct scts: not resends)
+    flooding a few victim parts that have receipts of their own; none may change what dlrq ends with."""
+    for n in range(int(len(plan.receipts) * POISON_SHARE)):
+        params = {**receipt(f"F{seed:04d}POISON{n:04d}", "delivered", 5), **POISON[n % len(POISON)]}
+        plan.poison.append((rng.uniform(0, scale.duration * 0.95), params))
+    sms = [(at, p) for at, p in plan.receipts if "messageId" in p and p["status"] != "accepted"]
+    for at, genuine in rng.sample(sms, min(VICTIMS, len(sms))):
+        for i in range(FORGED_EACH):
+            forged = receipt(genuine["messageId"], "accepted", 1, scts=f"{1901011400 + i}")
+            plan.forged.append((max(0.0, at - rng.uniform(0, 2)), forged))
+    plan.poison.sort(key=lambda item: item[0])
+    plan.forged.sort(key=lambda item: item[0])
 
 
 

@@ -44,13 +44,15 @@ class Report:
     # whose batches took longer than SLOW_KILL to run again (with how long they took).
     fault_ends: dict[str, float] = field(default_factory=dict)
     slow_kills: list[tuple[float, float]] = field(default_factory=list)
+    # What became of the hostile sender's receipts: "poison refused", "forged acknowledged", ...
+    hostile: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
         return (self.drained and not self.lost and not self.wrong_status and self.not_acknowledged == 0
                 and not self.unexplained_duplicates and not any(self.missing_events.values())
                 and not any(self.unexpected_events.values()) and self.failed_jobs == 0
-                and self.bad_signatures == 0)
+                and self.bad_signatures == 0 and not self.hostile["poison acknowledged"])
 
     @property
     def unexplained_duplicates(self) -> int:
@@ -64,6 +66,7 @@ class Report:
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.answers.items()))}); "
             f"{self.acknowledged} acknowledged, {self.not_acknowledged} never acknowledged, {len(self.lost)} lost",
             f"  messages: {len(self.wrong_status)} with a status other than the contract's",
+            f"  hostile sender: {', '.join(f'{k} {v}' for k, v in sorted(self.hostile.items())) or 'none'}",
             f"  events: {self.expected_events} expected; delivered {self.delivered_events}; "
             f"duplicate calls {self.duplicate_calls} (of which by a job whose worker died: "
             f"{self.abandoned_calls}); missing {self._count(self.missing_events)}; "

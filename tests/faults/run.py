@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from rq.serializers import JSONSerializer
 from dlrq.core import keys
 from dlrq.core.calls import run
 from dlrq.core.jobs import handler_job_id
+from dlrq.core.status import FINAL
 from dlrq.core.store import find_message
 from tests.support.oracle import dedupe_key, history_keys
 from tests.support.receipts import receipt
@@ -36,6 +37,7 @@ from .report import Report
 from .vonage import CONNECTIONS, Vonage
 
 QUEUES = ("dlrq", "dlrq-handlers")
+GENUINE, POISON, FORGED = "genuine", "poison", "forged"
 # Longest pause between a recovery probe's tries: how finely "acknowledged again" is measured.
 PROBE_EVERY = 0.2
 
@@ -95,17 +97,25 @@ class Run:
         tasks = []
         sends = iter(self.plan.sends)
         next_send = next(sends, None)
-        for at, params in self.plan.receipts:
+        load = sorted([(at, GENUINE, p) for at, p in self.plan.receipts] + [(at, POISON, p) for at, p in self.plan.poison]
+                      + [(at, FORGED, p) for at, p in self.plan.forged], key=lambda item: item[0])
+        for at, kind, params in load:
             while next_send is not None and next_send[0] <= at:
                 tasks.append(asyncio.create_task(self.vonage.register(client, next_send[1])))
                 next_send = next(sends, None)
             delay = t0 + at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.vonage.deliver(client, params)))
+            deliver = self.vonage.deliver(client, params)
+            tasks.append(asyncio.create_task(deliver if kind == GENUINE else self._hostile(kind, deliver)))
         for _, send in [next_send, *sends] if next_send else []:
             tasks.append(asyncio.create_task(self.vonage.register(client, send)))
         await asyncio.gather(*tasks)
+
+    async def _hostile(self, kind: str, delivery: Coroutine[Any, Any, bool]) -> None:
+        """A poison receipt must be refused; a forged one may be taken (and then changes no outcome)."""
+        taken = await delivery
+        self.report.hostile[f"{kind} {'acknowledged' if taken else 'refused'}"] += 1
 
     async def _at(self, t0: float, fraction: float) -> None:
         await asyncio.sleep(max(0.0, t0 + fraction * self.scale.duration - time.monotonic()))
@@ -202,12 +212,16 @@ class Run:
         report = self.report
         sent = {dedupe_key(p) for _, p in self.plan.receipts} | {dedupe_key(p) for p in self.probes}
         acked = self.vonage.acknowledged
-        report.acknowledged = len(acked)
+        report.acknowledged = len(acked & sent)
         report.not_acknowledged = len(sent - acked)
+        # A victim of forged receipts keeps every genuine receipt that decides; one that does not (an
+        # `accepted` among 150 forged ones) is noise the part's caps may drop, as they drop the forged.
+        victims = {p["messageId"] for _, p in self.plan.forged}
         with self.cluster.client() as client:
             by_part: dict[str, set[tuple[str, ...]]] = defaultdict(set)
-            for key in acked:
-                by_part[key[0]].add(key)
+            for key in acked & sent:
+                if key[0] not in victims or key[1] in FINAL:
+                    by_part[key[0]].add(key)
             part_ids = sorted(by_part)
             stored = client.mget([keys.part(i) for i in part_ids]) if part_ids else []
             for part_id, doc in zip(part_ids, stored):
