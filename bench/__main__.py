@@ -19,17 +19,19 @@ from dlrq.cli.embedded import embedded_server
 from .analytics_cost import thirty_days, worker_rates
 from .ceiling import ceiling
 from .harness import LOAD_CORE, ROOT, server_on
+from .readers import heavy_pages
 from .replica import quick_acks, replica_of, with_and_without_wait
 from .report import (
     BARE,
     DLRQ_INGEST,
     DLRQ_INGEST_ALWAYS,
-    DLRQ_INGEST_NO_CONSOLE,
+    DLRQ_INGEST_READERS,
     QUICKACK_PAIR,
     REPLICA_PAIR,
     markdown,
 )
 from .run import ingest_designs, ingest_rows, memory_per_message, run_ingest, run_workers, sustained
+from .sweep import sweep_lag
 
 
 def machine() -> dict[str, str]:
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=15, help="longest drain measurement per worker (default 15)")
     parser.add_argument("--steps", type=int, default=5, help="bisection steps for the sustained rate (default 5)")
     parser.add_argument("--messages", type=int, default=100_000, help="messages for the memory figure")
+    parser.add_argument("--registrations", type=int, default=100_000, help="registrations for the sweep's figure")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--ingest-only", action="store_true", help="measure the ingest designs only (no table)")
     args = parser.parse_args()
@@ -64,6 +67,7 @@ def main() -> None:
         client = redis.Redis.from_url(url)
         results["machine"]["server"] = "valkey " + client.info("server")["valkey_version"] \
             if "valkey_version" in client.info("server") else "redis " + client.info("server")["redis_version"]
+        heavy_pages(client, url)
         # The ingest on one core, wrk and the server(s) it writes to on the other.
         with server_on(client, LOAD_CORE):
             results["ingest"] = ingest_rows(url, express, client, args.seconds, args.rounds)
@@ -96,7 +100,7 @@ def main() -> None:
             return
         print("workers ...", flush=True)
         # The backlog: what every dlrq row on this server stored (the `always` and replica rows had their own).
-        dlrq_rows = (DLRQ_INGEST, DLRQ_INGEST_NO_CONSOLE)
+        dlrq_rows = (DLRQ_INGEST, DLRQ_INGEST_READERS)
         backlog = sum(by_name[name]["stored"] for name in dlrq_rows)
         results["workers"] = run_workers(url, client, backlog, args.cap)
         client.flushdb()
@@ -108,6 +112,8 @@ def main() -> None:
         print("analytics: the worker with them on and off, 30 days of them in memory ...", flush=True)
         results["analytics"] = {"workers": worker_rates(url, client, 60_000, args.cap),
                                 "memory": thirty_days(url)}
+        print(f"the sweep: {args.registrations:,} registrations ...", flush=True)
+        results["sweep"] = sweep_lag(url, args.registrations)
         print("one primary's ceiling: 1, 2, 4 workers ...", flush=True)
         results["ceiling"] = ceiling(url, client, by_name[DLRQ_INGEST]["redis_us_per_receipt"])
     table = markdown(results)

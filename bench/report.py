@@ -11,7 +11,9 @@ DLRQ_INGEST_ALWAYS = "dlrq ingest, appendfsync always"
 REPLICA_PAIR = ("dlrq ingest, local replica, DLRQ_ACK_REPLICAS=0", "dlrq ingest, local replica, DLRQ_ACK_REPLICAS=1")
 QUICKACK_PAIR = ("dlrq ingest, local replica, quickack route, DLRQ_ACK_REPLICAS=0",
                  "dlrq ingest, local replica, quickack route, DLRQ_ACK_REPLICAS=1")
-DLRQ_INGEST_NO_CONSOLE = "dlrq ingest, console off (DLRQ_CONSOLE=false)"
+# The ingest while `dlrq api` beside it serves a reader looping the console's networks page and a
+# year-long analytics query (bench.readers).
+DLRQ_INGEST_READERS = "dlrq ingest, readers busy on dlrq api"
 BARE = "bare Starlette (parse, 204)"
 EXPRESS = "Vonage docs' Express sample"
 NAIVE = "naive (one RQ job per request)"
@@ -70,10 +72,13 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         cost = 1 - ingest[DLRQ_INGEST_ALWAYS]["rps"] / dlrq["rps"]
         rows.append(("appendfsync always costs the ingest (vs everysec)", f"{cost:.0%}", "measured"))
     rows += replica_costs(ingest, dlrq)
-    if DLRQ_INGEST_NO_CONSOLE in ingest:
-        cost = 1 - median(dlrq, "rps") / median(ingest[DLRQ_INGEST_NO_CONSOLE], "rps")
-        rows.append(("the console costs the webhook (on vs off; medians), within noise (±5%)", f"{cost:+.0%}",
-                     check(abs(cost) <= 0.05)))
+    if DLRQ_INGEST_READERS in ingest:
+        busy = ingest[DLRQ_INGEST_READERS]
+        rows.append(("webhook p99 ≤ 25 ms at 32 connections while readers loop the heaviest page and query",
+                     f"{busy['p99_ms']:.1f} ms ({busy.get('reads', 0)} reads)", check(busy["p99_ms"] <= 25)))
+        cost = 1 - median(busy, "rps") / median(dlrq, "rps")
+        rows.append(("busy readers on dlrq api cost the webhook (medians; their CPU is the load core's)",
+                     f"{cost:+.0%}", "measured"))
     ratio = dlrq["rps"] / ingest[NAIVE]["rps"]
     rows += [
         ("ingest ≥ 5× naive", f"{ratio:.2f}×", check(ratio >= 5)),
@@ -83,6 +88,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
     ratio = workers[DLRQ_WORKER]["receipts_per_s"] / workers[NAIVE_SIMPLE]["receipts_per_s"]
     rows.append(("one worker ≥ 15× naive SimpleWorker", f"{ratio:.1f}×", check(ratio >= 15)))
+    if "sweep" in results:
+        lag = results["sweep"]["evaluated_after_last_s"]
+        rows.append((f"{results['sweep']['messages']:,} registrations evaluated ≤ 60 s after the last",
+                     f"{lag:.1f} s", check(lag <= 60)))
     per_message = results["memory"]["bytes_per_message"]
     rows.append(("≤ 1 KiB Redis memory per tracked message", f"{per_message:.0f} B", check(per_message <= 1024)))
     if "analytics" in results:

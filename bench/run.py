@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from dlrq.core.settings import Settings
 from workers.batch import apply
 
 from .harness import LOAD_CORE, SERVER_CORE, best_of, free_port, measure_cost, process, python, runs_by_name, wrk
-from .report import DLRQ_INGEST_NO_CONSOLE
+from .readers import TOKEN, busy_readers
+from .report import DLRQ_INGEST_READERS
 
 DLRQ_QUEUE = "dlrq"
 NAIVE_QUEUE = "naive"
@@ -28,13 +30,13 @@ def uvicorn(app: str, port: int) -> list[str]:
 def ingest_designs(url: str, express: bool) -> dict[str, tuple[list[str], dict[str, str], str | None]]:
     """Each design's command line, environment and queue, by name (the port is filled in at start)."""
     env = {"DLRQ_REDIS_URL": url, "DLRQ_QUEUE": DLRQ_QUEUE}
-    # As deployed: with a token, which also turns the web console on.
-    dlrq_env = {**env, "DLRQ_API_TOKEN": "bench-token"}
+    # As deployed: with a token (which the api's console signs in with).
+    dlrq_env = {**env, "DLRQ_API_TOKEN": TOKEN}
     designs = {
         "bare Starlette (parse, 204)": (uvicorn("bench.apps.bare:app", 0), env, None),
         "naive (one RQ job per request)": (uvicorn("bench.apps.naive:app", 0), env, NAIVE_QUEUE),
         "dlrq ingest": ([python(), "-m", "dlrq", "ingest"], dlrq_env, DLRQ_QUEUE),
-        DLRQ_INGEST_NO_CONSOLE: ([python(), "-m", "dlrq", "ingest"], {**dlrq_env, "DLRQ_CONSOLE": "false"}, DLRQ_QUEUE),
+        DLRQ_INGEST_READERS: ([python(), "-m", "dlrq", "ingest"], dlrq_env, DLRQ_QUEUE),
     }
     if express:
         designs["Vonage docs' Express sample"] = (["node", "bench/express/server.js"], {}, None)
@@ -67,11 +69,12 @@ def run_ingest(name: str, argv: list[str], env: dict[str, str], queue: str | Non
     argv = [str(port) if a == "0" else a for a in argv]
     env = {**env, "PORT": str(port), "DLRQ_PORT": str(port)}
     jobs_before = client.llen(queue_key(queue)) if queue is not None else 0
-    with process(argv, env, SERVER_CORE, port):
+    with process(argv, env, SERVER_CORE, port), (busy_readers(env) if name == DLRQ_INGEST_READERS
+                                                 else nullcontext({})) as readers:
         warm_up = wrk(port, 2, tag=tag + 1)
         with measure_cost(client) as cost:
             load = wrk(port, seconds, tag=tag)
-    result = {"design": name, **asdict(load), "rps": load.rps, "stored": warm_up.ok + load.ok}
+    result = {"design": name, **asdict(load), "rps": load.rps, "stored": warm_up.ok + load.ok, **readers}
     if queue is not None:
         result["receipts_per_job"] = result["stored"] / (client.llen(queue_key(queue)) - jobs_before)
     if load.ok:
