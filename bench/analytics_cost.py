@@ -54,9 +54,10 @@ def worker_rates(url: str, client: redis.Redis, receipts: int, cap: float) -> li
 
 def thirty_days(url: str) -> dict[str, Any]:
     """Redis memory the analytics of DAYS days take, in a spare database."""
-    client = redis.Redis.from_url(url, db=2)
+    spare = url.rsplit("/", 1)[0] + "/2"  # a URL's database wins over from_url's db argument
+    client = redis.Redis.from_url(spare)
     client.execute_command("FLUSHDB", "SYNC")
-    settings = Settings(redis_url=url.rsplit("/", 1)[0] + "/2")
+    settings = Settings(redis_url=spare)
     rng = random.Random(30)
     start = time.time() - DAYS * 86_400
     count = 0

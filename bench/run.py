@@ -169,7 +169,7 @@ def sustained(url: str, client: redis.Redis, ceiling: float, seconds: float, ste
 
 def memory_per_message(url: str, messages: int) -> dict[str, Any]:
     """used_memory growth over `messages` single-part messages with one receipt each, in a spare database."""
-    client = redis.Redis.from_url(url, db=1)
+    client = redis.Redis.from_url(url.rsplit("/", 1)[0] + "/1")  # the URL's database wins over a db argument
     client.execute_command("FLUSHALL", "SYNC")
     time.sleep(1)  # let the server settle (lazy frees, client buffers) before the first reading
     settings = Settings()

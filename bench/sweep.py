@@ -19,14 +19,15 @@ from workers.batch import apply
 from .harness import SERVER_CORE, process, python
 
 CHUNK = 1000
+GIVE_UP = 600
 
 
 def sweep_lag(url: str, messages: int) -> dict[str, Any]:
     """In a spare database: failed receipts for every other message, then one worker, then `messages`
     registrations as fast as one client makes them; seconds from the last until none is left to evaluate."""
-    client = redis.Redis.from_url(url, db=2)
-    client.flushdb()
     db_url = url.rsplit("/", 1)[0] + "/2"
+    client = redis.Redis.from_url(db_url)
+    client.flushdb()
     settings = Settings(redis_url=db_url)
     for first in range(0, messages, 2 * CHUNK):
         failed = [Receipt(_failed(f"SWEEP{i:07d}"), utc_now_iso()) for i in range(first, first + 2 * CHUNK, 2)]
@@ -36,7 +37,7 @@ def sweep_lag(url: str, messages: int) -> dict[str, Any]:
         for i in range(messages):
             run(client, register(parse_send(_send(f"SWEEP{i:07d}")), settings))
         registered = time.monotonic()
-        while client.zcard(keys.EVALUATE):
+        while client.zcard(keys.EVALUATE) and time.monotonic() - registered < GIVE_UP:
             time.sleep(0.1)
         evaluated = time.monotonic()
         events = int(client.hget(keys.COUNTERS, keys.count_events("permanent_failure")) or 0)
