@@ -93,7 +93,7 @@ class GuardedHttp(HttpToolsProtocol):
     _head_since: float | None = None  # a request head is awaited since then
     _body_since: float | None = None  # the current request's body is awaited since then
     _head_bytes = 0  # bytes received while the head was incomplete
-    _head_parsed = 0  # bytes of request line and headers parsed
+    _reading = 0  # bytes of the read being parsed
     _refusal: bytes | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -117,6 +117,7 @@ class GuardedHttp(HttpToolsProtocol):
             self.loop.call_later(SWEEP_EVERY, _sweep, self.loop, self.connections)
 
     def data_received(self, data: bytes) -> None:
+        self._reading = len(data)
         super().data_received(data)
         if self._head_since is not None and self._refusal is None:
             # httptools keeps a header whole until it ends: count what arrives while a head is incomplete.
@@ -129,30 +130,28 @@ class GuardedHttp(HttpToolsProtocol):
         super().on_message_begin()
         if self._head_since is None:
             self._head_since = time.monotonic()
-        self._head_bytes = self._head_parsed = 0
+        self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         limits = self._limits()
         if len(self.url) + len(url) > limits.max_url:
             # httptools stops parsing, and uvicorn calls send_400_response
             self._stop_parsing(refusal(414, "url_too_long", f"request line over {limits.max_url} bytes"))
-        self._head_parsed += len(url)
         super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """A head that arrives in one read is parsed whole before data_received counts it: counted here."""
-        self._head_parsed += len(name) + len(value) + 4
-        limits = self._limits()
-        if self._head_parsed > limits.max_head:
-            too_large = f"request line and headers over {limits.max_head} bytes"
-            self._stop_parsing(refusal(431, "headers_too_large", too_large))
-        super().on_header(name, value)
 
     def _stop_parsing(self, answer: bytes) -> None:
         self._refusal = answer
         raise ValueError("refused")  # httptools stops, and uvicorn calls send_400_response
 
     def on_headers_complete(self) -> None:
+        """A head that arrives in one read is parsed whole before data_received can count it: when what
+        arrived could hold a head over the limit, the head is measured (one comparison otherwise)."""
+        limits = self._limits()
+        if self._head_bytes + self._reading > limits.max_head:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limits.max_head:
+                too_large = f"request line and headers over {limits.max_head} bytes"
+                self._stop_parsing(refusal(431, "headers_too_large", too_large))
         self._head_since = None
         self._body_since = time.monotonic()
         super().on_headers_complete()

@@ -11,7 +11,6 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -38,10 +37,14 @@ API_FIELD = "api"
 # hold and look up: a `/`, a space or a 60 KB id could never be fetched at GET /messages/{id}.
 MESSAGE_ID = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
 ID_RULE = "1 to 128 of A-Z a-z 0-9 . _ : ~ -"
-# A part's price: a plain decimal (Vonage gives eight places) no dearer than MAX_PRICE, so that the
+# A part's price: a plain decimal (Vonage gives eight places) from 0 to MAX_PRICE, so that the
 # analytics' sums of prices stay exact integers for as long as they are kept.
-PRICE = re.compile(r"\d{1,12}(\.\d{0,16})?")
-MAX_PRICE = Decimal(1000)
+MAX_PRICE = 1000
+PRICE = re.compile(r"[0-9]{1,3}(\.[0-9]{0,16})?|1000(\.0{0,16})?")
+# Vonage's message-timestamp (UTC, no zone): read as text, and compared as text with the bounds.
+CANONICAL_TIME = re.compile(r"(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[ T]"
+                            r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?")
+EARLIEST_TEXT = "2000-01-01 00:00:00"
 MAX_ERR_CODE_DIGITS = 10
 MAX_SCTS_DIGITS = 14
 # Times a receipt may carry, as epoch seconds: none before 2000, none more than a day after it was
@@ -187,22 +190,29 @@ def validate(params: dict[str, str], received: float | None = None) -> dict[str,
 
 
 def valid_price(price: str) -> bool:
-    if not PRICE.fullmatch(price):
-        return False
-    try:
-        return Decimal(price) <= MAX_PRICE
-    except InvalidOperation:
-        return False
+    return PRICE.fullmatch(price) is not None
 
 
 def _check_event_time(text: str, received: float) -> None:
-    moment = epoch_of(text)
-    if moment is None:
-        raise InvalidReceipt("malformed_field", "message-timestamp must be a time (YYYY-MM-DD HH:MM:SS, UTC)")
-    if moment < EARLIEST:
+    if CANONICAL_TIME.fullmatch(text):
+        # The common case, read as text: a tenth of what parsing it costs (the webhook's hot path).
+        plain = text[:10] + " " + text[11:19]
+        early, late = plain < EARLIEST_TEXT, plain > _latest_text(int(received))
+    else:
+        moment = epoch_of(text)
+        if moment is None:
+            raise InvalidReceipt("malformed_field", "message-timestamp must be a time (YYYY-MM-DD HH:MM:SS, UTC)")
+        early, late = moment < EARLIEST, moment > received + FUTURE_SLACK
+    if early:
         raise InvalidReceipt("malformed_field", "message-timestamp is before the year 2000")
-    if moment > received + FUTURE_SLACK:
+    if late:
         raise InvalidReceipt("malformed_field", "message-timestamp is more than a day after the receipt arrived")
+
+
+@lru_cache(maxsize=4)
+def _latest_text(received_second: int) -> str:
+    """The latest message-timestamp a receipt received then may carry, as text (thousands share each second)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(received_second + FUTURE_SLACK))
 
 
 def dedupe_key(params: dict[str, str]) -> tuple[str, ...]:
