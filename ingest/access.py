@@ -113,7 +113,7 @@ class Access:
         client = self.client(connection)
         wait = self.guesses.wait(client)
         if wait:
-            return error(429, "too_many_attempts", f"too many wrong tokens from {client}: try again in {wait:.0f} s",
+            return error(429, "too_many_guesses", f"too many wrong tokens from {client}: try again in {wait:.0f} s",
                          {"Retry-After": str(int(wait) + 1)})
         scheme, _, given = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and given.strip():
