@@ -81,7 +81,9 @@ class BatchWorker(SimpleWorker):
             self.rescuing.start()
             self.sweeping = Sweeper(self.connection, self.queues[0], self.settings, self.name)
             self.sweeping.start()
-        self._install_signal_handlers()
+            # A burst worker (in a test, or `dlrq worker --burst`) leaves SIGINT to its caller: a
+            # handler of its own would outlive it and turn the next Ctrl-C into a stop request nobody reads.
+            self._install_signal_handlers()
         completed = 0
         try:
             while not self._stop_requested:
