@@ -32,3 +32,10 @@ def test_a_wing_importing_the_other_is_caught(tmp_path):
         module.write("\nfrom workers import batch  # noqa\n")
     result = lint(tree)
     assert result.returncode == 1 and "ingest.webhook -> workers.batch" in result.stdout, result.stdout
+
+
+def test_the_code_keeps_its_style():
+    """ruff, with the rules pyproject.toml names (pyflakes, pycodestyle, import order)."""
+    result = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "."], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -14,6 +14,7 @@ from .up import up
 
 
 @click.group()
+@click.version_option(package_name="dlrq", prog_name="dlrq")
 def main() -> None:
     """dlrq: Vonage SMS delivery receipts, acknowledged at once, processed reliably."""
 

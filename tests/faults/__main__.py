@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ def main() -> int:
                         help="DLRQ_ACK_REPLICAS of the failover edition (0 shows what it is for)")
     parser.add_argument("--min-replicas-to-write", type=int, default=1,
                         help="the failover edition's Valkey setting (0: the primary writes alone while cut off)")
+    parser.add_argument("--out", type=Path, help="write each run's report here, as faults-<time>-<edition>-<seed>.json "
+                        "and .md (bench/results: the docs' Reliability page shows the latest)")
     args = parser.parse_args()
     edition = "failover" if args.failover else "standalone"
     scale = {(False, False): SHORT, (True, False): FULL, (False, True): FAILOVER_SHORT,
@@ -35,6 +38,12 @@ def main() -> int:
     for report in runs(scale, [args.seed + i for i in range(args.runs)], args.keep, edition, topology):
         print(report.render(), flush=True)
         failed += not report.ok
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            kind = f"{edition}{'-full' if args.full else ''}"
+            stem = args.out / f"faults-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{kind}-{report.seed}"
+            stem.with_suffix(".json").write_text(json.dumps(report.to_json(kind), indent=1) + "\n")
+            stem.with_suffix(".md").write_text(report.render() + "\n")
     print(f"{args.runs - failed} of {args.runs} runs passed")
     return 1 if failed else 0
 

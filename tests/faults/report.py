@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 # Seconds after which a worker kill's recovery is listed with when it happened.
 SLOW_KILL = 15
@@ -53,6 +54,11 @@ class Report:
                 and not self.unexplained_duplicates and not any(self.missing_events.values())
                 and not any(self.unexpected_events.values()) and self.failed_jobs == 0
                 and self.bad_signatures == 0 and not self.hostile["poison acknowledged"])
+
+    def to_json(self, edition: str) -> dict[str, Any]:
+        """The report as bench/results/faults-*.json keep it (the docs' Reliability page reads them)."""
+        plain = {f.name: (dict(v) if isinstance(v := getattr(self, f.name), dict) else v) for f in fields(self)}
+        return {"edition": edition, "ok": self.ok, **plain}
 
     @property
     def unexplained_duplicates(self) -> int:
