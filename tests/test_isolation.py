@@ -417,6 +417,21 @@ def test_sign_ins_are_limited_and_nothing_is_built_from_the_host_header(settings
         assert signed.status_code == 303 and signed.headers["location"] == "/console/"
 
 
+def test_only_the_networks_allowed_may_post_receipts_and_a_trusted_proxy_names_the_client(settings, r):
+    settings = Settings(redis_url=settings.redis_url, webhook_allow=("10.0.0.0/8",), trusted_proxies=("127.0.0.1/32",))
+    params = receipt("ALLOW1", "delivered", 5)
+    with TestClient(create_app(settings), client=("192.0.2.1", 1)) as outsider:
+        refused = outsider.post(PATH, json=params)
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    with TestClient(create_app(settings), client=("10.1.2.3", 1)) as vonage:
+        assert vonage.post(PATH, json=params).status_code == 204
+    with TestClient(create_app(settings), client=("127.0.0.1", 1)) as proxy:
+        assert proxy.post(PATH, json=params, headers={"X-Forwarded-For": "10.9.9.9"}).status_code == 204
+        forged = proxy.post(PATH, json=params, headers={"X-Forwarded-For": "10.9.9.9, 192.0.2.7"})
+        assert forged.status_code == 403, "the nearest hop the proxy saw is the client, not what it was told"
+    assert queue_of(r, settings).count == 2
+
+
 # 9. Small things ---------------------------------------------------------------------------
 
 @pytest.mark.slow
