@@ -9,6 +9,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -74,10 +75,11 @@ def server_on(client: redis.Redis, core: str) -> Iterator[None]:
 def process(
     argv: list[str], env: dict[str, str], core: str | None, port: int | None = None
 ) -> Iterator[subprocess.Popen]:
-    """Run argv (pinned to `core`), wait until it listens on `port`, stop it on the way out."""
+    """Run argv (pinned to `core`), wait until it listens on `port`, stop it on the way out. Its stderr goes
+    to a file (a pipe nobody reads fills up, and a process logging a warning an event blocks on it)."""
     proc = subprocess.Popen(
         pinned(core, argv), cwd=ROOT, env={**os.environ, **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=tempfile.TemporaryFile(), start_new_session=True,
     )
     try:
         if port is not None:
@@ -95,11 +97,17 @@ def process(
             proc.stderr.close()
 
 
+def last_words(proc: subprocess.Popen) -> str:
+    """What a process wrote to stderr, its end."""
+    proc.stderr.seek(0)
+    return proc.stderr.read().decode(errors="replace")[-2000:]
+
+
 def wait_listening(proc: subprocess.Popen, port: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {last_words(proc)}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return

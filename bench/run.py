@@ -14,7 +14,18 @@ from dlrq.core.receipt import Receipt, utc_now_iso
 from dlrq.core.settings import Settings
 from workers.batch import apply
 
-from .harness import LOAD_CORE, SERVER_CORE, best_of, free_port, measure_cost, process, python, runs_by_name, wrk
+from .harness import (
+    LOAD_CORE,
+    SERVER_CORE,
+    best_of,
+    free_port,
+    last_words,
+    measure_cost,
+    process,
+    python,
+    runs_by_name,
+    wrk,
+)
 from .readers import TOKEN, busy_readers
 from .report import DLRQ_INGEST_READERS
 
@@ -106,7 +117,7 @@ def drain(name: str, argv: list[str], env: dict[str, str], client: redis.Redis, 
             if first and (waiting == 0 or now - first[0] >= cap):
                 break
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"{name} exited: {last_words(proc)}")
             time.sleep(0.02)
     jobs = first[1] - waiting
     seconds = now - first[0]
