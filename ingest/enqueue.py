@@ -23,8 +23,8 @@ RUN_COMMANDS = Script.load(__package__, "run_commands", libraries=("commands",))
 
 # First retry at once (a worker that died mid-batch), then back off while Redis or the code is unwell.
 BATCH_RETRY_INTERVALS = [0, 1, 5, 15, 30, 60, 120, 300]
-# A finished batch is left to expire: deleting it at once costs RQ seven more round trips.
-FINISHED_TTL = 10
+# A finished batch is deleted at once, in the worker's finishing MULTI: what it did is in the parts.
+FINISHED_TTL = 0
 
 
 @dataclass(frozen=True)

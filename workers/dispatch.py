@@ -28,7 +28,8 @@ RAISE_EVENT = Script.load(__package__, "raise_event", libraries=("commands",))
 # than a job cut off by its timeout after a successful call, and called again.
 MARK_WITHIN = 30
 log = logging.getLogger("dlrq.events")
-RESULT_TTL = 86_400
+# A finished call leaves no RQ job or result behind: its marker (keys.delivered) says when it was made.
+RESULT_TTL = 0
 
 
 class Dispatcher:

@@ -63,14 +63,15 @@ def deliver(event: dict[str, Any], handler: str) -> None:
 
 
 def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings) -> None:
-    """The marker must outlive a Redis outage and, with DLRQ_ACK_REPLICAS, a failover: it is written
+    """The marker (when the call was made: the console's record of it, RQ keeps no result) must outlive
+    a Redis outage and, with DLRQ_ACK_REPLICAS, a failover: it is written
     again until that many replicas confirm it (a marker lost with its primary means a second call)."""
     deadline = time.monotonic() + MARK_WITHIN
     pause = 0.1
     while True:
         try:
             with connection.pipeline(transaction=False) as pipe:
-                pipe.set(marker, 1, ex=settings.message_ttl)
+                pipe.set(marker, f"{time.time():.3f}", ex=settings.message_ttl)
                 if settings.ack_replicas:
                     pipe.execute_command("WAIT", settings.ack_replicas, int(settings.ack_replica_timeout * 1000))
                 replies = pipe.execute()

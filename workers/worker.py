@@ -206,7 +206,11 @@ class BatchWorker(SimpleWorker):
             if result_ttl != 0:
                 job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
                                     execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
-            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+                job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            else:
+                # Gone at once, in the same MULTI: RQ's own delete would first read the job's status and
+                # look it up in each registry, when it can only be in the started one (cleaned below).
+                pipe.delete(job.key, job.dependents_key, job.dependencies_key)
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.execute()
         job._status = JobStatus.FINISHED

@@ -149,10 +149,11 @@ def _deliveries(sync: redis.Redis, settings: Settings, event_ids: list[str],
         handlers = settings.retry_handlers if kind == RETRY else settings.alert_handlers
         calls = []
         for handler in handlers:
+            job_id = handler_job_id(event_id, handler)
             try:
-                job = Job.fetch(handler_job_id(event_id, handler), connection=sync, serializer=JSONSerializer)
+                job = Job.fetch(job_id, connection=sync, serializer=JSONSerializer)
             except NoSuchJobError:
-                calls.append({"handler": handler, "status": "done, and forgotten", "at": None, "reason": ""})
+                calls.append(_made(job_id, sync.get(keys.delivered(job_id))) | {"handler": handler})
                 continue
             status = job.get_status(refresh=False)
             calls.append({"handler": handler, "status": status.value if status else "unknown",
@@ -161,3 +162,13 @@ def _deliveries(sync: redis.Redis, settings: Settings, event_ids: list[str],
         events.append({"id": event_id, "kind": kind, "alert": alerts.get(event_id), "calls": calls})
     return events
 
+
+def _made(job_id: str, marker: bytes | None) -> dict[str, Any]:
+    """A call whose job is gone: made, when its marker says (RQ keeps no result of a finished call)."""
+    if marker is None:
+        return {"status": "done, and forgotten", "at": None, "reason": ""}
+    try:
+        at = datetime.fromtimestamp(float(marker), timezone.utc)
+    except ValueError:
+        at = None  # a marker written before 0.3 says only that the call was made
+    return {"status": JobStatus.FINISHED.value, "at": at, "reason": "", "job_id": job_id}
