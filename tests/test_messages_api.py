@@ -12,7 +12,7 @@ import pytest
 import vonage_jwt
 from starlette.testclient import TestClient
 
-from dlrq.core import keys, messages_api
+from dlrq.core import keys, messages_api, record
 from dlrq.core.accounts import parse_accounts
 from dlrq.core.receipt import InvalidReceipt
 from dlrq.core.settings import Settings, get_settings
@@ -286,6 +286,6 @@ def test_the_record_says_which_adapter_and_replays_through_each(probe_settings, 
     r.flushdb()
     result = dlrq(dlrq_env(redis_url), "replay", "--to", f"{ingest_server}{SMS_PATH}", str(exported))
     assert result.stdout.strip() == "sent 2, accepted 2, refused 0, failed 0"
-    records = [json.loads(line) for _, fields in r.xrange(keys.RECORD) for line in fields[b"r"].splitlines()]
+    records = [json.loads(line) for _, fields in r.xrange(keys.RECORD) for line in record.lines(fields)]
     assert sorted((rec.get("adapter", "sms"), rec["params"]["messageId"]) for rec in records) == [
         ("messages", UUID), ("sms", DOCS_DELIVERED["messageId"])]

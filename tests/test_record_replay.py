@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from dlrq.core import keys
+from dlrq.core import keys, record
 from dlrq.core.settings import Settings, get_settings
 from tests.support.apps import ingest_and_api
 from tests.support.probe import CALLS
@@ -133,7 +133,7 @@ def test_replay_over_http_goes_through_the_webhook(redis_url, r, ingest_server, 
         "sent 18, accepted 17, refused 3 (bad_json 1, missing_field 1, not_an_object 1), failed 0")
     drain(settings)
     assert r.exists(keys.part("FIX0006"))
-    assert sum(len(fields[b"r"].splitlines()) for _, fields in r.xrange(keys.RECORD)) == 17
+    assert sum(len(record.lines(fields)) for _, fields in r.xrange(keys.RECORD)) == 17
 
 
 def test_export_since(redis_url, r, tmp_path):

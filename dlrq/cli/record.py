@@ -16,7 +16,7 @@ import httpx
 import redis
 from redis.exceptions import RedisError
 
-from dlrq.core import connect, keys
+from dlrq.core import connect, keys, record
 from dlrq.core.receipt import MESSAGES, SMS
 
 from .common import load_settings, unreachable, where
@@ -43,7 +43,7 @@ def read_record(client: redis.Redis, since_ms: int = 0) -> Iterator[bytes]:
     while True:
         entries = client.xrange(keys.RECORD, min=start, max="+", count=EXPORT_CHUNK)
         for _, fields in entries:
-            yield from fields[keys.RECORD_FIELD.encode()].splitlines()
+            yield from record.lines(fields)
         if len(entries) < EXPORT_CHUNK:
             return
         start = "(" + entries[-1][0].decode()

@@ -18,8 +18,10 @@ DEADLINES = f"{PREFIX}deadlines"
 EVALUATE = f"{PREFIX}evaluate"
 # Held by the worker sweeping EVALUATE and DEADLINES (its name), so that one sweeps at a time.
 SWEEPING = f"{PREFIX}sweeping"
-# Stream of every accepted batch: its receipts as JSON lines ({"received_at", "params"}) in field RECORD_FIELD.
+# Stream of every accepted batch: its receipts as JSON lines ({"received_at", "params"}), compressed
+# (record.pack) in field RECORD_ZLIB; entries written by dlrq 0.2 and earlier hold them plain in RECORD_FIELD.
 RECORD = f"{PREFIX}record"
+RECORD_ZLIB = "z1"
 RECORD_FIELD = "r"
 # List of the latest alerts raised (JSON, newest first), ALERTS_KEPT of them: the console's.
 ALERTS = f"{PREFIX}alerts"
