@@ -25,19 +25,23 @@ WEBHOOK = "/webhooks/delivery-receipt"
 # Key families, by the prefix that names them (the first that matches).
 FAMILIES = (
     ("part records", "dlrq:part:"), ("messages", "dlrq:msg:"), ("owners", "dlrq:owner:"),
-    ("record stream", "dlrq:record"), ("deadlines", "dlrq:deadlines"), ("evaluate", "dlrq:evaluate"),
+    ("record stream", "dlrq:record"), ("deadlines", "dlrq:due"), ("deadlines", "dlrq:deadlines"),
+    ("evaluate", "dlrq:evaluate"),
     ("client-ref index", "dlrq:ref:"), ("message list", "dlrq:list"), ("event records", "dlrq:event:"),
     ("handler markers", "dlrq:delivered:"), ("analytics", "dlrq:an:"), ("other dlrq", "dlrq:"),
     ("RQ jobs and results", "rq:job:"), ("RQ results", "rq:results:"), ("RQ other", "rq:"),
 )
 NETWORKS = ("23410", "23415", "20801", "26201", "310260")
+WARM_UP = 100
 
 
-def mix(messages: int, seed: int = 30) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[dict[str, str]]]:
-    """(send responses, the first wave of receipts, the second wave), resends included."""
+def mix(messages: int, seed: int = 30, first: int = 0
+        ) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[dict[str, str]]]:
+    """(send responses, the first wave of receipts, the second wave), resends included; the messages
+    are numbered from `first` (their ids, numbers and client-refs)."""
     rng = random.Random(seed)
     sends, accepted, finals = [], [], []
-    for m in range(messages):
+    for m in range(first, first + messages):
         parts = rng.choices([1, 2, 3], [70, 20, 10])[0]
         number = f"4477009{m:05d}"
         network = rng.choice(NETWORKS)
@@ -85,24 +89,29 @@ def families(client: redis.Redis) -> dict[str, int]:
 
 
 def realistic(url: str, messages: int, settle: float = 15.0, later: float = 75.0) -> dict[str, Any]:
-    """In a spare database of the bench's server, with one ingest and one worker of their own."""
+    """In a spare database of the bench's server, with one ingest and one worker of their own. What the
+    messages add: measured from after a warm-up of WARM_UP messages (the processes connected, the
+    scripts loaded, the database's tables made), so that no fixed cost is spread over the messages."""
     spare = url.rsplit("/", 1)[0] + "/3"
     client = redis.Redis.from_url(spare)
     client.execute_command("FLUSHDB", "SYNC")
-    time.sleep(1)
     sends, accepted, finals = mix(messages)
+    warm = mix(WARM_UP, seed=31, first=messages)
     env = {"DLRQ_REDIS_URL": spare, "DLRQ_API_TOKEN": TOKEN}
     port = free_port()
-    before = int(client.info("memory")["used_memory"])
+    base = f"http://127.0.0.1:{port}"
     with process([python(), "-m", "dlrq", "ingest"], {**env, "DLRQ_PORT": str(port)}, None, port), \
             process([python(), "-m", "dlrq", "worker"], env, None):
-        answers = asyncio.run(_send_all(f"http://127.0.0.1:{port}", sends, [accepted, finals]))
-        while client.llen("rq:queue:dlrq") or client.zcard("rq:wip:dlrq") or client.llen("rq:queue:dlrq-handlers"):
-            time.sleep(0.2)
+        asyncio.run(_send_all(base, warm[0], [warm[1], warm[2]]))
+        _wait_drained(client)
         time.sleep(settle)
-        drained = {"used": int(client.info("memory")["used_memory"]) - before, "families": families(client)}
+        before = _reading(client)
+        answers = asyncio.run(_send_all(base, sends, [accepted, finals]))
+        _wait_drained(client)
+        time.sleep(settle)
+        drained = _reading(client, before)
         time.sleep(max(0.0, later - settle))
-        steady = {"used": int(client.info("memory")["used_memory"]) - before, "families": families(client)}
+        steady = _reading(client, before)
     parts = sum(len(s["messages"]) for s in sends)
     client.execute_command("FLUSHDB", "SYNC")
     return {
@@ -113,6 +122,20 @@ def realistic(url: str, messages: int, settle: float = 15.0, later: float = 75.0
         "bytes_per_message": drained["used"] / messages, "families_per_message": _per(drained, messages),
         "steady_bytes_per_message": steady["used"] / messages, "steady_families_per_message": _per(steady, messages),
     }
+
+
+def _wait_drained(client: redis.Redis) -> None:
+    while client.llen("rq:queue:dlrq") or client.zcard("rq:wip:dlrq") or client.llen("rq:queue:dlrq-handlers"):
+        time.sleep(0.2)
+
+
+def _reading(client: redis.Redis, since: dict[str, Any] | None = None) -> dict[str, Any]:
+    """used_memory and the families' bytes (less what they were `since`)."""
+    used, by_family = int(client.info("memory")["used_memory"]), families(client)
+    if since is None:
+        return {"used": used, "families": by_family}
+    return {"used": used - since["used"],
+            "families": {f: size - since["families"].get(f, 0) for f, size in by_family.items()}}
 
 
 def _per(reading: dict[str, Any], messages: int) -> dict[str, float]:

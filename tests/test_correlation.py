@@ -10,14 +10,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from dlrq.core import keys
 from dlrq.core.calls import arun
 from dlrq.core.receipt import Receipt
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
 from dlrq.core.store import Conflict, UnknownMessage, find_message, register
 from ingest.enqueue import BatchEnqueuer
-from tests.support.queues import drain, queue_of
+from tests.support.queues import drain, pending_deadlines, queue_of
 from tests.support.receipts import receipt
 from tests.support.sends import send
 from workers.batch import apply
@@ -190,7 +189,7 @@ def test_receipt_missing_is_raised_once_for_a_silent_part_only(redis_url, r, set
     apply(r, [Receipt(receipt("B", "delivered", 70), "t")], SETTINGS)
     alerts = asyncio.run(_find(redis_url, "B"))["alerts"]
     assert [a["id"] for a in alerts] == ["receipt_missing:B"], "a late receipt does not take the alert back"
-    assert r.zcard(keys.DEADLINES) == 0
+    assert pending_deadlines(r) == 0
 
 
 def test_a_receipt_acknowledged_in_time_but_still_queued_is_in_time(redis_url, r, settings):
@@ -204,11 +203,11 @@ def test_a_receipt_acknowledged_in_time_but_still_queued_is_in_time(redis_url, r
     asyncio.run(reg_and_enqueue())
     queue = queue_of(r, settings)
     assert sweep(r, queue, settings, time.time() + 61) == [], "the queued batch may hold the final receipts"
-    assert r.zcard(keys.DEADLINES) == 1
+    assert pending_deadlines(r) == 1
     drain(settings)
     assert sweep(r, queue, settings, time.time() + 61) == []
     assert asyncio.run(_find(redis_url, "A"))["alerts"] == []
-    assert r.zcard(keys.DEADLINES) == 0
+    assert pending_deadlines(r) == 0
 
 
 async def _find(redis_url, message_id):

@@ -21,6 +21,7 @@ import redis
 from starlette.testclient import TestClient
 
 from dlrq.core import keys
+from dlrq.core.records import load_part
 from dlrq.core.settings import Settings
 from ingest.app import create_app
 from tests.support.apps import ingest_and_api
@@ -290,7 +291,7 @@ def test_a_parts_history_is_bounded_and_what_is_dropped_is_counted(settings, r, 
             assert c.post(PATH, json={**params, **big}).status_code == 204
         drain(settings)
     stored = r.get(keys.part("GROWN"))
-    entries = json.loads(stored)["history"]
+    entries = load_part(stored)["history"]
     assert len(stored) <= settings.part_max_bytes and len(entries) <= settings.part_max_receipts
     assert all(len(json.dumps(e)) < 2048 for e in entries), "a stored receipt keeps a bounded remainder of fields"
     assert int(r.hget(keys.COUNTERS, keys.COUNT_DROPPED)) == 400 - len(entries)

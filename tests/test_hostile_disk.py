@@ -20,6 +20,7 @@ import redis
 
 from dlrq.cli.embedded import SERVER_FILE, EmbeddedServer, ServerFailed, embedded_server, running_server
 from dlrq.core import keys
+from dlrq.core.records import load_part
 from dlrq.core.settings import Settings
 from tests.support.disk import small_disk
 from tests.support.oracle import dedupe_key, history_keys
@@ -70,7 +71,7 @@ def test_dlrq_up_on_a_disk_that_fills_up_loses_nothing_it_acknowledged(tmp_path)
             acked = {p["messageId"]: p for p in sender.acknowledged}
             stored = dict(zip(acked, client.mget([keys.part(i) for i in acked])))
             lost = [i for i, doc in stored.items()
-                    if doc is None or dedupe_key(acked[i]) not in history_keys(i, json.loads(doc)["history"])]
+                    if doc is None or dedupe_key(acked[i]) not in history_keys(i, load_part(doc)["history"])]
             client.close()
     assert len(acked) == len(receipts) and lost == [], f"{len(lost)} acknowledged receipts lost: {lost[:5]}"
 

@@ -5,7 +5,6 @@ issue; the full disk, case 2, is in test_hostile_disk.py)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from starlette.testclient import TestClient
 from dlrq.cli.embedded import EmbeddedServer
 from dlrq.core import connect, keys
 from dlrq.core.receipt import Receipt, utc_now_iso
+from dlrq.core.records import load_part
 from dlrq.core.settings import Settings
 from ingest.api import create_api
 from ingest.app import create_app
@@ -43,7 +43,7 @@ def post(settings: Settings, receipts: list[dict]) -> list[int]:
 
 def history(r: redis.Redis, part_id: str) -> list[str]:
     raw = r.get(keys.part(part_id))
-    return [] if raw is None else [e["status"] for e in json.loads(raw)["history"]]
+    return [] if raw is None else [e["status"] for e in load_part(raw)["history"]]
 
 
 def enqueue_one_batch(settings: Settings, receipts: list[dict]) -> None:

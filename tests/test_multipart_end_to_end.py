@@ -12,9 +12,10 @@ import time
 import pytest
 import redis
 
-from dlrq.core import keys
+from dlrq.core.calls import run
 from dlrq.core.receipt import Receipt
 from dlrq.core.settings import Settings
+from dlrq.core.store import read_message
 from tests.support.bulk import message_views, run_all
 from tests.support.oracle import contract_status
 from tests.support.processes import dlrq, dlrq_env, spawn
@@ -101,14 +102,12 @@ def test_receipt_missing_survives_a_worker_restart_and_is_raised_once(redis_url,
     second = spawn("worker", env)
     try:
         deadline = time.monotonic() + 30
-        while not r.hkeys(keys.message("SILENT0")) or not any(
-            k.startswith(b"alert:") for k in r.hkeys(keys.message("SILENT0"))
-        ):
+        while not run(r, read_message("SILENT0")).alerts:
             assert time.monotonic() < deadline, "receipt_missing never raised"
             time.sleep(0.2)
         time.sleep(3)  # three more sweeps
     finally:
         second.terminate()
         second.wait(timeout=30)
-    alerts = [json.loads(v) for k, v in r.hgetall(keys.message("SILENT0")).items() if k.startswith(b"alert:")]
+    alerts = run(r, read_message("SILENT0")).alerts
     assert [(a["kind"], a["part"]) for a in alerts] == [("receipt_missing", "SILENT1")]

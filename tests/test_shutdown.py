@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import redis
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from dlrq.core import keys
+from dlrq.core.records import load_part
 from dlrq.core.settings import Settings
 from tests.support.processes import dlrq_env, eventually, free_port, spawn, wait_http
 from tests.support.queues import queue_of
@@ -99,7 +99,7 @@ def test_sigterm_to_ingest_and_worker_while_receipts_flow_loses_nothing(redis_ur
             parts = pipe.execute()
         lost = [mid for mid, part in zip(acknowledged, parts) if part is None]
         assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged receipts lost"
-        assert all(json.loads(p)["history"][0]["status"] == "delivered" for p in parts)
+        assert all(load_part(p)["history"][0]["status"] == "delivered" for p in parts)
     finally:
         for proc in (ingest, worker):
             if proc.poll() is None:

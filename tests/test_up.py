@@ -20,6 +20,7 @@ import redis
 
 from dlrq.cli.embedded import SERVER_FILE, binary, embedded_server
 from dlrq.core import keys
+from dlrq.core.records import load_part
 from dlrq.core.settings import Settings
 from tests.support.oracle import dedupe_key, history_keys
 from tests.support.processes import DLRQ, dlrq, dlrq_env, eventually, free_port, wait_http
@@ -152,7 +153,7 @@ def test_ctrl_c_in_a_terminal_stops_everything_cleanly_and_keeps_every_acknowled
         client = redis.Redis.from_url(url)
         stored = client.mget([keys.part(p["messageId"]) for p in acknowledged])
         lost = [p["messageId"] for p, doc in zip(acknowledged, stored)
-                if doc is None or dedupe_key(p) not in history_keys(p["messageId"], json.loads(doc)["history"])]
+                if doc is None or dedupe_key(p) not in history_keys(p["messageId"], load_part(doc)["history"])]
         client.close()
     assert len(acknowledged) > 300 and lost == [], f"{len(lost)} of {len(acknowledged)} acknowledged receipts lost"
 

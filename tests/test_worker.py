@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from dlrq.core import connect, keys
 from dlrq.core.calls import run
 from dlrq.core.receipt import Receipt, utc_now_iso
+from dlrq.core.records import load_part
 from dlrq.core.store import find_message
 from ingest.app import create_app
 from tests.support.queues import drain, queue_of
@@ -103,7 +104,7 @@ def test_part_records_expire_after_retention(settings, r):
     drain(settings)
     ttl = r.ttl(keys.part(DOCS_DELIVERED["messageId"]))
     assert settings.dedupe_ttl <= ttl <= settings.record_ttl
-    assert json.loads(r.get(keys.part(DOCS_DELIVERED["messageId"])))["history"][0]["status"] == "delivered"
+    assert load_part(r.get(keys.part(DOCS_DELIVERED["messageId"])))["history"][0]["status"] == "delivered"
 
 
 def test_malformed_records_are_kept_aside_one_by_one_and_the_rest_is_applied(settings, r):

@@ -19,7 +19,7 @@ from rq.job import Job
 from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
 
-from dlrq.core import analytics, keys
+from dlrq.core import analytics, keys, records
 from dlrq.core.calls import Script, run
 from dlrq.core.jobs import FAILURE_TTL
 from dlrq.core.receipt import InvalidReceipt, Receipt, epoch_of, history_entry, receipt_id
@@ -29,8 +29,9 @@ from dlrq.core.status import FAILED, FINAL, RANK
 from . import current
 from .react import Window, react
 
-APPLY = Script.load(__package__, "apply_receipts", libraries=("analytics",))
+APPLY = Script.load(__package__, "apply_receipts", libraries=("analytics", "records"))
 RANKS = json.dumps(RANK)
+LAYOUT = records.lua_config()
 
 log = logging.getLogger("dlrq.worker")
 
@@ -154,7 +155,8 @@ class Applied:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What the apply script needs of one receipt: its part's key, what is known of it, its history entry."""
+    """What the apply script needs of one receipt: its part's key, what is known of it, and the receipt
+    as its part keeps it (records.receipt_row)."""
 
     key: str
     about: list[object]
@@ -173,8 +175,10 @@ def prepare(receipt: Receipt, now: float) -> Prepared:
         received,
         time.strftime(analytics.HOUR_FORMAT, time.gmtime(received)),
         keys.by_ref(params["client-ref"]) if params.get("client-ref") else "",
+        params["messageId"] if params.get("client-ref") else "",
     ]
-    return Prepared(keys.part(params["messageId"]), about, json.dumps(analysed(receipt)))
+    row = records.receipt_row(analysed(receipt), received)
+    return Prepared(keys.part(params["messageId"]), about, json.dumps(row))
 
 
 def apply(connection: redis.Redis, receipts: list[Receipt], settings: Settings, now: float | None = None) -> Applied:
@@ -216,6 +220,9 @@ def _run_apply(connection: redis.Redis, ready: list[tuple[Receipt, Prepared]], s
     receipts = [r for r, _ in ready]
     networks = {p.about[0]: r.params["network-code"] for r, p in ready if p.about[0]}
     failed = failed_parts(receipts)
+    first = {}
+    for place, receipt in enumerate(receipts, 1):
+        first.setdefault(receipt.params["messageId"], place)
     outcomes, raw, bad, owners, (errors, error) = run(connection, APPLY(
         keys=[
             *(p.key for _, p in ready),
@@ -240,7 +247,8 @@ def _run_apply(connection: redis.Redis, ready: list[tuple[Receipt, Prepared]], s
             keys.RATE_NEW,
             keys.RATE_RESEND,
             analytics.lua_config(settings),
-            len(failed),
+            json.dumps([first[part] for part in failed]),
+            LAYOUT,
             json.dumps([p.about for _, p in ready]),
             *(p.entry for _, p in ready),
         ],
@@ -252,7 +260,7 @@ def _run_apply(connection: redis.Redis, ready: list[tuple[Receipt, Prepared]], s
         connection.hincrby(keys.COUNTERS, keys.COUNT_REFUSED_COUNTS, int(errors))
     windows = [Window(networks[_text(raw[i])], int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)]
     reasons = {receipts[int(bad[i])].params["messageId"]: _text(bad[i + 1]) for i in range(0, len(bad), 2)}
-    owned_by = {part: _text(owner) or None for part, owner in zip(failed, owners)}
+    owned_by = {part: part if owner == 1 else _text(owner) or None for part, owner in zip(failed, owners)}
     return list(outcomes), windows, reasons, owned_by
 
 

@@ -16,14 +16,15 @@ from datetime import datetime, timedelta, timezone
 import redis
 from rq import Retry
 
-from dlrq.core import keys
+from dlrq.core import keys, records
 from dlrq.core.calls import Script, run
 from dlrq.core.events import FAILURE_RATE, RETRY, Event
 from dlrq.core.jobs import FAILURE_TTL, Recorder, flatten, handler_job_id
 from dlrq.core.receipt import utc_now_iso
 from dlrq.core.settings import Settings
 
-RAISE_EVENT = Script.load(__package__, "raise_event", libraries=("commands",))
+RAISE_EVENT = Script.load(__package__, "raise_event", libraries=("commands", "records"))
+LAYOUT = records.lua_config()
 # Seconds a handler job has, after its call, to mark the call made: a marker written late is better
 # than a job cut off by its timeout after a successful call, and called again.
 MARK_WITHIN = 30
@@ -86,5 +87,5 @@ class Dispatcher:
         else:
             guard, ttl = keys.event(event.id), self._settings.message_ttl
         event_keys = [guard, keys.ALERTS] + ([keys.message(message_id)] if message_id else [])
-        return event_keys, [json.dumps(payload), ttl, keys.alert(event.id), "1" if event.is_alert else "0",
-                            keys.ALERTS_KEPT, *flatten(commands)]
+        return event_keys, [json.dumps(payload), ttl, LAYOUT, "1" if event.is_alert else "0", keys.ALERTS_KEPT,
+                            event.id, *flatten(commands)]

@@ -1,12 +1,15 @@
 """Deadlines: receipt_missing for registered parts whose final receipt never came, and the
 first look at a newly registered message (its receipts may have failed it before it was).
 
-The deadlines live in Redis sorted sets, so no worker restart loses one. One worker at a time
+The deadlines live in Redis (keys.DUE: a list of messages per minute of deadlines, in the order
+registered; keys.EVALUATE: a sorted set), so no worker restart loses one. One worker at a time
 sweeps them (a lock), in a thread of its own every SWEEP_EVERY seconds, SWEEP_BATCH messages a
 round trip or three, until nothing more is due: the sweep keeps up with registrations however
-many arrive. Events are named by their cause, so a message judged twice (its sweeper died
-before taking it off the set) raises nothing twice; one message that cannot be judged is
-logged and taken off, never a reason to leave the others waiting.
+many arrive. A list is judged from its head, each message once its latest deadline has passed
+(one registered again since, a retry, is judged in its later list). Events are named by their
+cause, so a message judged twice (its sweeper died before taking it off) raises nothing twice;
+one message that cannot be judged is logged and taken off, never a reason to leave the others
+waiting.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Any
 
 import redis
 from rq import Queue
@@ -26,8 +28,9 @@ from dlrq.core.calls import Script, run
 from dlrq.core.correlate import silent_parts
 from dlrq.core.events import Event, receipt_missing
 from dlrq.core.receipt import iso_from_epoch
+from dlrq.core.records import Message, UnreadableMessage, load_message
 from dlrq.core.settings import Settings
-from dlrq.core.store import UnreadableMessage, decode_message, read_parts
+from dlrq.core.store import read_messages, read_parts
 
 from .react import dispatcher_for, message_reactions
 from .shed import shed_record
@@ -40,6 +43,8 @@ SWEEP_EVERY = 1.0
 LOCK_TTL = 10
 RELEASE = Script.load(__package__, "release_lock")
 TAKE = Script.load(__package__, "take_due")
+TAKE_JUDGED = Script.load(__package__, "take_judged")
+MOVE_DEADLINES = Script.load(__package__, "move_deadlines")
 
 
 def raw_score(score: bytes) -> bytes:
@@ -72,17 +77,25 @@ def sweep(connection: redis.Redis, queue: Queue, settings: Settings, now: float,
         pending = unapplied_since(connection, queue)
         judged_until = now if pending is None else min(now, pending)
         raised: list[Event] = []
-        for due, judge in ((keys.EVALUATE, evaluate), (keys.DEADLINES, missing_receipts)):
+
+        def raise_found(found: list[tuple[Event, str | None]]) -> None:
+            new = dispatcher_for(connection, settings).raise_each(found) if found else []
+            raised.extend(event for (event, _), fresh in zip(found, new) if fresh)
+            connection.expire(keys.SWEEPING, LOCK_TTL)
+
+        while members := connection.zrangebyscore(keys.EVALUATE, "-inf", judged_until, start=0, num=SWEEP_BATCH,
+                                                  withscores=True, score_cast_func=raw_score):
+            raise_found(evaluate(connection, settings, [_text(m) for m, _ in members]))
+            run(connection, TAKE(keys=[keys.EVALUATE], args=[x for member in members for x in member]))
+        move_deadlines(connection)
+        for bucket in connection.zrangebyscore(keys.DUE, "-inf", judged_until):
             while True:
-                members = connection.zrangebyscore(due, "-inf", judged_until, start=0, num=SWEEP_BATCH,
-                                                   withscores=True, score_cast_func=raw_score)
-                if not members:
+                ids = [_text(i) for i in connection.lrange(keys.due(_text(bucket)), 0, SWEEP_BATCH - 1)]
+                taken, found = judge_due(connection, settings, ids, int(bucket), judged_until)
+                raise_found(found)
+                left = run(connection, TAKE_JUDGED(keys=[keys.due(_text(bucket)), keys.DUE], args=[taken, bucket]))
+                if taken < len(ids) or not left:
                     break
-                found = judge(connection, settings, [_text(m) for m, _ in members])
-                new = dispatcher_for(connection, settings).raise_each(found) if found else []
-                raised += [event for (event, _), fresh in zip(found, new) if fresh]
-                run(connection, TAKE(keys=[due], args=[x for member in members for x in member]))
-                connection.expire(keys.SWEEPING, LOCK_TTL)
     finally:
         run(connection, RELEASE(keys=[keys.SWEEPING], args=[holder]))
     for event in raised:
@@ -96,22 +109,30 @@ def evaluate(connection: redis.Redis, settings: Settings, ids: list[str]) -> lis
     return message_reactions(connection, settings, {i: i for i in ids})
 
 
-def missing_receipts(connection: redis.Redis, settings: Settings, ids: list[str]
-                     ) -> list[tuple[Event, str | None]]:
-    """For each message, the latest attempt's submitted parts with no final receipt (a later attempt
-    moved the deadline): the messages in one round trip, their parts in another."""
-    with connection.pipeline(transaction=False) as pipe:
-        for logical_id in ids:
-            pipe.hgetall(keys.message(logical_id))
-        found = pipe.execute()
-    messages: dict[str, Any] = {}
-    for logical_id, fields in zip(ids, found):
-        if not fields:
-            continue
+def judge_due(connection: redis.Redis, settings: Settings, ids: list[str], bucket: int, judged_until: float
+              ) -> tuple[int, list[tuple[Event, str | None]]]:
+    """The head of a deadline list judged: how many of `ids` are done with (due and judged, registered
+    again into a later list, or gone), and the events they call for. The first message not yet due
+    stops it: the rest of its list, registered after it, is due after it too."""
+    messages: dict[str, Message] = {}
+    taken = 0
+    for logical_id, stored in zip(ids, run(connection, read_messages(ids))):
         try:
-            messages[logical_id] = decode_message(fields)
-        except UnreadableMessage as exc:
+            message = load_message(logical_id, stored)
+            deadline = message.attempts[-1]["deadline"] if message else None
+        except (UnreadableMessage, LookupError, TypeError) as exc:
             log.error("message %s cannot be judged for missing receipts, and is left: %s", logical_id, exc)
+            message, deadline = None, None
+        if message is not None and keys.due_bucket(deadline) == bucket:
+            if deadline > judged_until:
+                break
+            messages[logical_id] = message
+        taken += 1
+    return taken, missing_receipts(connection, messages)
+
+
+def missing_receipts(connection: redis.Redis, messages: dict[str, Message]) -> list[tuple[Event, str | None]]:
+    """For each message, the latest attempt's submitted parts with no final receipt: in one round trip."""
     docs = run(connection, read_parts([p for m in messages.values() for p in m.submitted_parts]))
     events = []
     for logical_id, message in messages.items():
@@ -123,6 +144,18 @@ def missing_receipts(connection: redis.Redis, settings: Settings, ids: list[str]
         except Exception:  # this message's record alone
             log.exception("message %s cannot be judged for missing receipts, and is left", logical_id)
     return events
+
+
+def move_deadlines(connection: redis.Redis) -> int:
+    """Deadlines dlrq 0.1-0.2 registered (one sorted set), moved into the lists; once, after an upgrade."""
+    moved = 0
+    while members := connection.zrange(keys.DEADLINES, 0, SWEEP_BATCH - 1, withscores=True,
+                                       score_cast_func=raw_score):
+        buckets = [keys.due_bucket(float(score)) for _, score in members]
+        moved += run(connection, MOVE_DEADLINES(
+            keys=[keys.DEADLINES, keys.DUE, *(keys.due(b) for b in buckets)],
+            args=[x for (member, score), b in zip(members, buckets) for x in (member, score, b, b * keys.DUE_BUCKET)]))
+    return moved
 
 
 class Sweeper:

@@ -17,9 +17,10 @@ from redis.exceptions import RedisError
 
 from dlrq.core import connect, keys
 from dlrq.core.calls import run
-from dlrq.core.correlate import load_part, render_unregistered
+from dlrq.core.correlate import render_unregistered
 from dlrq.core.deployment import read_deployment
 from dlrq.core.jobs import QueueKeys
+from dlrq.core.records import load_part
 from dlrq.core.store import find_message
 
 from .common import load_settings, unreachable, where
@@ -69,7 +70,8 @@ def message_statuses(connection: redis.Redis, progress: Callable[[int], object])
 
 
 def _unregistered(connection: redis.Redis, part_keys: list[bytes]) -> Counter[str]:
-    """Parts that belong to no registered message are messages of their own."""
+    """Parts that belong to no registered message are messages of their own (a part's record names
+    its message; one written by dlrq 0.1-0.2 has an owner key instead)."""
     prefix = keys.part("")
     ids = [k.decode()[len(prefix):] for k in part_keys]
     with connection.pipeline(transaction=False) as pipe:
@@ -80,7 +82,7 @@ def _unregistered(connection: redis.Redis, part_keys: list[bytes]) -> Counter[st
     counts: Counter[str] = Counter()
     for message_id, owned, raw in zip(ids, replies[::2], replies[1::2]):
         doc = load_part(raw)
-        if not owned and doc is not None:
+        if not owned and doc is not None and "o" not in doc:
             counts[render_unregistered(message_id, doc)["status"]] += 1
     return counts
 

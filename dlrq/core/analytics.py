@@ -39,6 +39,9 @@ NONE = "(none)"
 OTHER = "(other)"
 UNKNOWN_COUNTRY = "ZZ"
 HOUR_FORMAT = "%Y-%m-%dT%H"
+# What analytics keep of a part's registration (analytics.lua reads it by position): its hour and time,
+# network, country, client-ref; dlrq 0.1-0.2 kept it by these short names (records.lua reads both).
+REGISTERED = ("h", "t", "n", "c", "r")
 # Metric names within a bucket's fields.
 FINAL = "final:"
 ERR = "err:"
@@ -116,10 +119,10 @@ def lua_config(settings: Settings) -> str:
     })
 
 
-def registered(part: PartSend, send: Send, now: float) -> dict[str, Any]:
-    """What analytics keep of a part's registration: its hour and time, network, country, client-ref."""
-    return {"h": time.strftime(HOUR_FORMAT, time.gmtime(now)), "t": now, "n": part.network or "",
-            "c": country(part.to or send.to), "r": send.client_ref or ""}
+def registered(part: PartSend, send: Send, now: float) -> list[Any]:
+    """What analytics keep of a part's registration, by position (REGISTERED)."""
+    return [time.strftime(HOUR_FORMAT, time.gmtime(now)), now, part.network or "", country(part.to or send.to),
+            send.client_ref or ""]
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ their registration count exactly as if it had come first.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,24 +18,6 @@ HISTORY_FIELDS = ("status", "err-code", "message-timestamp", "received_at")
 NOT_SUBMITTED = "failed"
 
 Part = dict[str, Any]
-
-
-def load_part(raw: bytes | str | None) -> Part | None:
-    """A stored part; one that is not a part record shows as such, with no receipts, rather than failing the view."""
-    if raw is None:
-        return None
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return {"history": [], "unreadable": "its stored record is not valid JSON"}
-    if not isinstance(doc, dict):
-        return {"history": [], "unreadable": "its stored record is not a part record"}
-    # Lua's cjson writes an empty array as {}.
-    history = doc.get("history") or []
-    if not isinstance(history, list) or not all(isinstance(e, dict) and isinstance(e.get("status"), str)
-                                                  for e in history):
-        return {"history": [], "unreadable": "its stored record is not a part record"}
-    return {**doc, "history": history}
 
 
 def render_part(message_id: str, index: int, doc: Part | None) -> dict[str, Any]:

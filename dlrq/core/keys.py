@@ -10,8 +10,13 @@ PREFIX = "dlrq:"
 BATCH_JOB = "workers.batch.apply_batch"
 DELIVER_JOB = "workers.handlers.deliver"
 
-# Sorted set of registered messages (logical ids) scored by the time their latest attempt's
-# receipts are due: receipt_missing is judged then.
+# When registered messages' receipts are due (receipt_missing is judged then): a list of logical ids
+# per DUE_BUCKET seconds of deadlines, in the order registered (due(bucket)), and the sorted set DUE
+# of those buckets by their start. A message registered again (a retry) is in a later bucket too.
+DUE = f"{PREFIX}due"
+DUE_BUCKET = 60
+# The sorted set of dlrq 0.1-0.2 (logical ids scored by deadline): its members are moved into the
+# lists by the first sweep after an upgrade.
 DEADLINES = f"{PREFIX}deadlines"
 # Sorted set of newly registered messages (logical ids) whose events are to be evaluated at
 # once: receipts that came first, or a part refused at send time, may have failed them.
@@ -67,10 +72,11 @@ ANALYTICS_LABELS = f"{ANALYTICS}labels"
 OUTCOMES = f"{PREFIX}outcomes"
 TIME_TO_RECEIPT = f"{PREFIX}latency"
 
-# Fields of a message hash.
+# Fields of a message hash, as dlrq 0.1-0.2 wrote it (records.py reads it, and writes its own layout).
 META = "meta"
 ATTEMPTS = "attempts"
 ATTEMPT = "attempt:"  # + the attempt's number (1, 2, ...): its parts, as JSON
+ATTEMPT_KEY = "key:"  # + the first part's id of the send registered as that attempt: its number
 ALERT = "alert:"  # + the event's id: the alert, as JSON
 
 
@@ -102,7 +108,8 @@ def rates(now: float) -> list[str]:
 
 
 def by_ref(client_ref: str) -> str:
-    """Sorted set of the messages and parts sent with a client-ref (their keys), by time: the console's search."""
+    """Sorted set of the messages and parts sent with a client-ref (their ids; dlrq 0.1-0.2 named them by
+    key), by time: the console's search."""
     return f"{PREFIX}ref:{client_ref}"
 
 
@@ -120,35 +127,38 @@ def network_failed(network_code: str) -> str:
 
 
 def part(message_id: str) -> str:
-    """JSON of one part: its distinct receipts, which are also its resend filter."""
+    """One part's record (records.py): its distinct receipts, which are also its resend filter, and
+    the message it belongs to."""
     return f"{PREFIX}part:{message_id}"
 
 
 def message(logical_id: str) -> str:
-    """Hash of a registered message: META, ATTEMPTS, ATTEMPT<n>, attempt_key(...), ALERT<id>."""
+    """A registered message's record (records.py); a hash of META, ATTEMPTS, ATTEMPT<n>, ATTEMPT_KEY<id>
+    and ALERT<id> fields if dlrq 0.1-0.2 wrote it."""
     return f"{PREFIX}msg:{logical_id}"
 
 
-def attempt_key(first_part_id: str) -> str:
-    """Field of a message hash naming the attempt a send was registered as (its first part's id)."""
-    return f"key:{first_part_id}"
-
-
-def alert(event_id: str) -> str:
-    return f"{ALERT}{event_id}"
-
-
-def id_of(key: str | bytes) -> tuple[str, str]:
-    """(kind, id) of a part or message key: ("part", messageId) or ("message", logical id)."""
-    text = key.decode() if isinstance(key, bytes) else key
-    for kind, prefix in (("part", part("")), ("message", message(""))):
+def indexed_id(member: str | bytes) -> str:
+    """The id a client-ref's index holds, whether as an id or, as dlrq 0.1-0.2 wrote it, as a key."""
+    text = member.decode() if isinstance(member, bytes) else member
+    for prefix in (part(""), message("")):
         if text.startswith(prefix):
-            return kind, text[len(prefix):]
-    raise ValueError(f"{text!r} is neither a part nor a message key")
+            return text[len(prefix):]
+    return text
+
+
+def due_bucket(deadline: float) -> int:
+    return int(deadline // DUE_BUCKET)
+
+
+def due(bucket: int | str) -> str:
+    """The list of messages whose latest deadline, when registered, fell in that bucket."""
+    return f"{DUE}:{bucket}"
 
 
 def owner(message_id: str) -> str:
-    """The logical id of the registered message a part belongs to."""
+    """The logical id of the registered message a part belongs to, as dlrq 0.1-0.2 kept it (a part's
+    record says it now): read, never written, until the last of them expires with its message."""
     return f"{PREFIX}owner:{message_id}"
 
 

@@ -112,6 +112,11 @@ def iso_from_epoch(epoch: float) -> str:
     return f"{_second_iso(second)}.{int((epoch - second) * 1000):03d}Z"
 
 
+def iso_from_ms(ms: int) -> str:
+    """iso_from_epoch of epoch milliseconds, exactly (no float in between)."""
+    return f"{_second_iso(ms // 1000)}.{ms % 1000:03d}Z"
+
+
 @lru_cache(maxsize=2)
 def _second_iso(second: int) -> str:
     # Formatting the date is most of the cost, and thousands of receipts share each second.

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import analytics, keys
+from . import analytics, keys, records
 from .calls import Script, Steps
-from .correlate import load_part, render_registered, render_unregistered
-from .receipt import iso_from_epoch
-from .registration import MAX_ATTEMPTS, SUBMITTED, InvalidSend, Send, attempt_record, message_record
+from .correlate import render_registered, render_unregistered
+from .records import Message, UnreadableMessage
+from .registration import MAX_ATTEMPTS, InvalidSend, Send
 from .settings import Settings
 
-REGISTER = Script.load(__package__, "register", libraries=("analytics",))
+REGISTER = Script.load(__package__, "register", libraries=("analytics", "records"))
+READ_MESSAGES = Script.load(__package__, "read_messages")
+LAYOUT = records.lua_config()
 log = logging.getLogger("dlrq.store")
 
 
@@ -49,28 +51,29 @@ def register(send: Send, settings: Settings, now: float | None = None) -> Steps[
     submitted parts in the analytics. (`now`: when it was sent, for the benchmark's history.)"""
     logical_id = send.retry_of or send.id
     now = time.time() if now is None else now
-    receipt_timeout, ttl = settings.receipt_timeout, settings.message_ttl
+    deadline = now + settings.receipt_timeout
+    bucket = keys.due_bucket(deadline)
     analytics_config = analytics.lua_config(settings)
-    submitted = [p for p in send.parts if p.submitted] if analytics_config else []
+    named = [p for p in send.parts if p.message_id]
     reply = yield from REGISTER(
-        keys=[keys.message(logical_id), keys.DEADLINES, keys.EVALUATE, *(keys.owner(i) for i in send.part_ids),
-              *(keys.part(p.message_id) for p in submitted if p.message_id)],
+        keys=[keys.message(logical_id), keys.DUE, keys.due(bucket), keys.EVALUATE,
+              *(keys.part(p.message_id) for p in named), *(keys.owner(p.message_id) for p in named)],
         args=[
             logical_id,
-            json.dumps(message_record(send)),
-            json.dumps(attempt_record(send, iso_from_epoch(now), now + receipt_timeout)),
-            keys.attempt_key(send.id),
-            ttl,
-            now + receipt_timeout,
+            json.dumps(records.meta_row(send)),
+            json.dumps(records.attempt_row(send, now, deadline)),
+            send.id,
+            settings.message_ttl,
+            bucket,
+            bucket * keys.DUE_BUCKET,
             "1" if send.retry_of else "0",
             now,
-            keys.META,
-            keys.ATTEMPTS,
-            keys.ATTEMPT,
             analytics_config,
             keys.by_ref(send.client_ref) if send.client_ref else "",
             MAX_ATTEMPTS,
-            *(json.dumps(analytics.registered(p, send, now)) for p in submitted),
+            LAYOUT,
+            *(json.dumps([p.message_id, analytics.registered(p, send, now) if p.submitted and analytics_config
+                          else False]) for p in named),
         ],
     )
     outcome, value = (v.decode() if isinstance(v, bytes) else v for v in reply)
@@ -80,61 +83,41 @@ def register(send: Send, settings: Settings, now: float | None = None) -> Steps[
         raise Conflict("conflict", f"a part of this send already belongs to message {value}")
     if outcome == "too_many":
         raise Conflict("too_many_attempts", f"message {logical_id} has {value} attempts, the most one may have")
+    if outcome == "unreadable":
+        raise Conflict("conflict", f"message {logical_id} is stored in a record dlrq did not write ({value}): "
+                                   f"repair or delete {keys.message(logical_id)}")
     return Registered(logical_id, send.part_ids, int(value), created=outcome == "created")
 
 
-@dataclass(frozen=True)
-class Message:
-    """A message hash, decoded: its first registration, its attempts oldest first, its alerts."""
-
-    meta: dict[str, Any]
-    attempts: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
-
-    @property
-    def submitted_parts(self) -> list[str]:
-        """The latest attempt's parts that were sent: they decide the message."""
-        return [p["message_id"] for p in self.attempts[-1]["parts"] if p["send_status"] == SUBMITTED]
+def read_messages(logical_ids: list[str], part_ids: tuple[str, ...] = ()) -> Steps[list[Any]]:
+    """Each message's record as stored (None, MessagePack, or a 0.1-0.2 hash's fields), then each
+    part's, in one call."""
+    if not logical_ids and not part_ids:
+        return []
+    return (yield from READ_MESSAGES(keys=[*(keys.message(i) for i in logical_ids), *(keys.part(i) for i in part_ids)],
+                                     args=[len(logical_ids)]))
 
 
-class UnreadableMessage(ValueError):
-    """A message hash that is not one dlrq wrote (changed by hand, or by another program)."""
-
-
-def decode_message(fields: dict[bytes, bytes]) -> Message:
-    text = {k.decode(errors="replace"): v for k, v in fields.items()}
-    try:
-        return Message(
-            meta=json.loads(text[keys.META]),
-            attempts=[json.loads(text[f"{keys.ATTEMPT}{n}"]) for n in range(1, int(text[keys.ATTEMPTS]) + 1)],
-            alerts=[json.loads(v) for k, v in text.items() if k.startswith(keys.ALERT)],
-        )
-    except (KeyError, ValueError) as exc:
-        raise UnreadableMessage(f"its record is not one dlrq wrote: {exc!r}") from exc
-
-
-def _decoded(fields: dict[bytes, bytes]) -> Message | None:
+def _decoded(logical_id: str, stored: Any) -> Message | None:
     """A message one can read (an unreadable one is left out of views, with a warning, rather than
     failing every view read with it)."""
-    if not fields:
-        return None
     try:
-        return decode_message(fields)
+        return records.load_message(logical_id, stored)
     except UnreadableMessage as exc:
-        log.warning("a registered message is left out: %s", exc)
+        log.warning("registered message %s is left out: %s", logical_id, exc)
         return None
 
 
 def read_message(logical_id: str) -> Steps[Message | None]:
     """A registered message, or None."""
-    fields = yield ("HGETALL", keys.message(logical_id))
-    return decode_message(fields) if fields else None
+    [stored] = yield from read_messages([logical_id])
+    return records.load_message(logical_id, stored)
 
 
 def read_parts(part_ids: list[str]) -> Steps[dict[str, Any]]:
     """Each part's stored receipts by id (None for a part nothing was heard of)."""
     raw = (yield ("MGET", *(keys.part(i) for i in part_ids))) if part_ids else []
-    return {i: load_part(r) for i, r in zip(part_ids, raw)}
+    return {i: records.load_part(r) for i, r in zip(part_ids, raw)}
 
 
 def find_message(message_id: str) -> Steps[dict[str, Any] | None]:
@@ -144,19 +127,23 @@ def find_message(message_id: str) -> Steps[dict[str, Any] | None]:
 
 def find_messages(message_ids: list[str], owners: dict[str, str | None] | None = None
                   ) -> Steps[dict[str, dict[str, Any] | None]]:
-    """find_message for each id, in three round trips at most however many there are: what each id
-    belongs to (skipped when `owners` says: a worker reads it with the batch it applied), then the
-    messages together with the ids' own parts, then the messages' other parts, if any."""
+    """find_message for each id, in three round trips at most however many there are: the ids' own
+    parts (which say what message each belongs to: skipped when `owners` says, as a worker reads
+    it with the batch it applied), then the messages, then the messages' other parts, if any."""
     ids = list(dict.fromkeys(message_ids))
     if not ids:
         return {}
     if owners is None:
-        replies = yield [("GET", keys.owner(i)) for i in ids]
-        owners = {i: owner.decode() if owner else None for i, owner in zip(ids, replies)}
-    *found, raw = yield [*(("HGETALL", keys.message(owners.get(i) or i)) for i in ids),
-                         ("MGET", *(keys.part(i) for i in ids))]
-    messages = [_decoded(fields) for fields in found]
-    docs = {i: load_part(r) for i, r in zip(ids, raw)}
+        raw, *legacy = yield [("MGET", *(keys.part(i) for i in ids)), *(("GET", keys.owner(i)) for i in ids)]
+        docs = {i: records.load_part(r) for i, r in zip(ids, raw)}
+        owners = {i: _owner(i, docs[i], old) for i, old in zip(ids, legacy)}
+        logical = [owners[i] or i for i in ids]
+        found = yield from read_messages(logical)
+    else:
+        logical = [owners.get(i) or i for i in ids]
+        both = yield from read_messages(logical, tuple(ids))
+        found, docs = both[:len(ids)], {i: records.load_part(r) for i, r in zip(ids, both[len(ids):])}
+    messages = [_decoded(i, stored) for i, stored in zip(logical, found)]
     others = [part for message in messages if message for part in message.submitted_parts if part not in docs]
     docs |= yield from read_parts(list(dict.fromkeys(others)))
     views: dict[str, dict[str, Any] | None] = {}
@@ -166,6 +153,15 @@ def find_messages(message_ids: list[str], owners: dict[str, str | None] | None =
         else:
             views[i] = None if docs[i] is None else render_unregistered(i, docs[i])
     return views
+
+
+def _owner(part_id: str, doc: dict[str, Any] | None, legacy: bytes | None) -> str | None:
+    """The message a part belongs to: its record says (True: itself), or (written by dlrq 0.1-0.2) its
+    owner key."""
+    owner = doc.get("o") if doc is not None else None
+    if owner:
+        return part_id if owner is True else str(owner)
+    return legacy.decode() if legacy else None
 
 
 def read_analytics(by: str, start: datetime, end: datetime) -> Steps[dict[str, Any]]:

@@ -100,8 +100,7 @@ async def search(client: aioredis.Redis, query: str) -> list[dict[str, Any]]:
     members = await client.zrevrange(keys.by_ref(query), 0, 49)
     views = []
     for member in members:
-        _, id_ = keys.id_of(member)
-        view = await arun(client, find_message(id_))
+        view = await arun(client, find_message(keys.indexed_id(member)))
         if view is not None and view["id"] not in {v["id"] for v in views}:
             views.append(view)
     return views

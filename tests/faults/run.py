@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from rq.serializers import JSONSerializer
 from dlrq.core import keys
 from dlrq.core.calls import run
 from dlrq.core.jobs import handler_job_id
+from dlrq.core.records import load_part
 from dlrq.core.status import FINAL
 from dlrq.core.store import find_message
 from tests.support.oracle import dedupe_key, history_keys
@@ -225,7 +225,7 @@ class Run:
             part_ids = sorted(by_part)
             stored = client.mget([keys.part(i) for i in part_ids]) if part_ids else []
             for part_id, doc in zip(part_ids, stored):
-                have = history_keys(part_id, json.loads(doc)["history"] if doc else [])
+                have = history_keys(part_id, load_part(doc)["history"] if doc else [])
                 report.lost += sorted("/".join(k) for k in by_part[part_id] - have)
             for logical_id, expected in self.plan.expected_status.items():
                 view = run(client, find_message(logical_id))

@@ -7,6 +7,7 @@ from rq import Queue, SimpleWorker
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from dlrq.core import keys
 from dlrq.core.settings import Settings
 from workers.worker import build_worker
 
@@ -31,3 +32,8 @@ def wait_drained(client: redis.Redis, settings: Settings, timeout: float) -> Non
     started = StartedJobRegistry(queue=queue)
     eventually(lambda: queue.count == 0 and started.count == 0, timeout,
                f"the queue to drain ({queue.count} jobs queued, {started.count} started)", pause=0.2)
+
+
+def pending_deadlines(r: redis.Redis) -> int:
+    """Messages waiting to be judged for missing receipts (keys.DUE's lists, and 0.1-0.2's sorted set)."""
+    return sum(r.llen(keys.due(b.decode())) for b in r.zrange(keys.DUE, 0, -1)) + r.zcard(keys.DEADLINES)

@@ -1,21 +1,25 @@
 -- Apply a batch of receipts atomically: all of what is valid, none of what is not.
 -- KEYS[1..n]: the part key of each receipt; KEYS[n+1]: the counters hash; KEYS[n+2], KEYS[n+3]:
--- this moment's throughput hashes (10 s and 5 min); KEYS[n+4..n+3+m]: the owner keys of the parts
--- whose receipts failed (read only: the worker reacts to them next); KEYS[n+4+m...]: the
--- failure-rate window's buckets, the current one last.
+-- this moment's throughput hashes (10 s and 5 min); KEYS[n+4..n+3+m]: the 0.1-0.2 owner keys of
+-- the parts whose receipts failed (read only, for a part whose record does not name its message:
+-- the worker reacts to them next); KEYS[n+4+m...]: the failure-rate window's buckets, the current
+-- one last.
 -- ARGV[1]: n. ARGV[2]: part TTL, ARGV[3]: the window buckets' TTL, ARGV[4]: the throughput
 -- hashes' TTL. ARGV[5]: the status ranks (JSON). ARGV[6]: most receipts a part keeps, ARGV[7]:
 -- most bytes of a part's record. ARGV[8..14]: field names: batches, new receipts, resends,
 -- dropped receipts (counters), prefix of status changes (counters), new, resend (throughput).
--- ARGV[15]: the analytics' names (JSON, see analytics.lua; '' when they are off). ARGV[16]: m.
--- ARGV[17]: what is known of each receipt (JSON, one array each, in order: its network's fields
--- in the window buckets (final receipts, failed ones; '' when it does not count), 1 if it failed
--- (else 0), when it was received (epoch seconds, and its analytics hour), the index of its
--- client-ref ('' without one): a part heard of first is added to it). ARGV[17 + i]: receipt i's
--- history entry (JSON).
+-- ARGV[15]: the analytics' names (JSON, see analytics.lua; '' when they are off). ARGV[16]: for
+-- each part whose receipt failed, the place (1..n) of one of its receipts (JSON: m of them).
+-- ARGV[17]: the part records' layout (JSON, see records.lua). ARGV[18]: what is known of each
+-- receipt (JSON, one array each, in order: its network's fields in the window buckets (final
+-- receipts, failed ones; '' when it does not count), 1 if it failed (else 0), when it was received
+-- (epoch seconds, and its analytics hour), the index of its client-ref ('' without one: a part
+-- heard of first is added to it) and its part's id as the index holds it).
+-- ARGV[18 + i]: receipt i as its part keeps it (JSON: its own fields by position, then the others
+-- by code; records.py receipt_row).
 --
 -- Every part record is read and checked before anything is written: a record that is not a
--- part (not JSON, not an object, another type of key) is left alone and its receipts are
+-- part (not one records.lua reads, another type of key) is left alone and its receipts are
 -- reported, so one bad record can neither stop the batch half-applied nor be overwritten.
 -- A receipt equal to one the part already holds (same status, err-code, scts,
 -- message-timestamp, and the Messages API's own status word) is a resend: it changes nothing.
@@ -32,8 +36,8 @@
 -- resend, 2 for a dropped one and -1 for one whose part record is bad, so running a batch again
 -- changes nothing; windows holds, for each network a final receipt of the batch came from, its
 -- final-receipts field, then its totals over the window; bad holds, for each bad record, the
--- index of its first receipt and what is wrong with it; owners holds each owner key's value
--- ('' for none): the message each failed part belongs to, read in the same call; errors holds how
+-- index of its first receipt and what is wrong with it; owners holds the message each failed part
+-- belongs to ('' for none, 1 for itself), as its record (or a 0.1-0.2 owner key) says; errors holds how
 -- many protected calls the server refused, and the last one's error ('' for none).
 local n = tonumber(ARGV[1])
 local ttl, window_ttl, throughput_ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -41,8 +45,10 @@ local rank = cjson.decode(ARGV[5])
 local max_receipts, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
 local f_batches, f_new, f_resend, f_dropped, f_status, f_rate_new, f_rate_resend = unpack(ARGV, 8, 14)
 local A = an_config(ARGV[15])
-local m = tonumber(ARGV[16])
-local about = cjson.decode(ARGV[17])
+local failed_at = cjson.decode(ARGV[16])
+local m = #failed_at
+local R = rc_config(ARGV[17])
+local about = cjson.decode(ARGV[18])
 local counters = KEYS[n + 1]
 local current = KEYS[#KEYS]
 
@@ -79,36 +85,11 @@ local function decides(a, b)
   return (a.scts or '') >= (b.scts or '')
 end
 
--- A part record, or nil and what is wrong with it.
-local function load(key)
-  local raw = redis.pcall('GET', key)
-  if type(raw) == 'table' and raw.err then
-    return nil, raw.err
-  end
-  if not raw then
-    return {history = {}}, 2
-  end
-  local ok, part = pcall(cjson.decode, raw)
-  if not ok then
-    return nil, 'not valid JSON'
-  end
-  if type(part) ~= 'table' or (part.history ~= nil and type(part.history) ~= 'table') then
-    return nil, 'not a part record'
-  end
-  part.history = part.history or {}
-  for _, seen in ipairs(part.history) do
-    if type(seen) ~= 'table' or type(seen.status) ~= 'string' then
-      return nil, 'a receipt in its history is not a receipt'
-    end
-  end
-  return part, #raw
-end
-
 local parts, sizes, bad = {}, {}, {}
 for i = 1, n do
   local key = KEYS[i]
   if parts[key] == nil and sizes[key] == nil then
-    local part, size = load(key)
+    local part, size = rc_load(R, key)
     if part then
       parts[key], sizes[key] = part, size
     else
@@ -125,9 +106,9 @@ local finals, failures = {}, {}
 local new, dropped, refused, changes = 0, 0, 0, {}
 local noise_bytes = math.floor(max_bytes / 2)
 for i = 1, n do
-  local key, raw = KEYS[i], ARGV[17 + i]
+  local key, raw = KEYS[i], ARGV[18 + i]
   local part = parts[key]
-  local total_field, failed_field, failed, received, hour, ref = unpack(about[i])
+  local total_field, failed_field, failed, received, hour, ref, member = unpack(about[i])
   if total_field ~= '' and not failed_fields[total_field] then
     failed_fields[total_field] = failed_field
     networks[#networks + 1] = total_field
@@ -136,8 +117,10 @@ for i = 1, n do
     outcomes[i] = -1
     refused = refused + 1
   else
-    local entry = cjson.decode(raw)
-    local history = part.history
+    local arrived = cjson.decode(raw)
+    local fields = table.remove(arrived)
+    local entry = rc_entry(R, arrived, fields)
+    local history = part.entries
     local resend, deciding = false, nil
     for _, seen in ipairs(history) do
       if same(seen, entry) then
@@ -157,15 +140,15 @@ for i = 1, n do
       outcomes[i] = 2
       dropped = dropped + 1
     else
-      history[#history + 1] = entry
+      rc_add(R, part, arrived, fields)
       sizes[key] = size
       dirty[key] = true
       outcomes[i] = 1
       new = new + 1
-      if A and #history == 1 and ref ~= '' and not part.reg then
+      if A and #history == 1 and ref ~= '' and not part.g then
         -- A part nobody registered, first heard of: found by its client-ref (a registered one is
         -- found through its message, indexed when it was registered).
-        indexed[#indexed + 1] = {ref, received, key}
+        indexed[#indexed + 1] = {ref, math.floor(received), member}
       end
       if changes_status then
         changes[entry.status] = (changes[entry.status] or 0) + 1
@@ -177,8 +160,8 @@ for i = 1, n do
           an_outcome(A, part.fh, deciding, -1)
         else
           part.fh, part.fe = hour, received
-          if type(part.reg) == 'table' then
-            an_resolved(A, part.reg, part.fe)
+          if type(part.g) == 'table' then
+            an_resolved(A, part.g, part.fe)
           end
         end
         an_outcome(A, part.fh, entry, 1)
@@ -192,7 +175,7 @@ for i = 1, n do
 end
 
 for key in pairs(dirty) do
-  redis.call('SET', key, cjson.encode(parts[key]), 'EX', ttl)
+  rc_store(R, key, parts[key], ttl)
 end
 for _, index in ipairs(indexed) do
   shared('ZADD', index[1], index[2], index[3])
@@ -243,8 +226,9 @@ for _, total_field in ipairs(networks) do
   windows[#windows + 1] = failures
 end
 local owners = {}
-for k = n + 4, n + 3 + m do
-  local owner = shared('GET', KEYS[k])
-  owners[#owners + 1] = type(owner) == 'string' and owner or ''
+for j = 1, m do
+  local part = parts[KEYS[failed_at[j]]]
+  local owner = part and part.o or shared('GET', KEYS[n + 3 + j])
+  owners[#owners + 1] = (owner == true and 1) or (type(owner) == 'string' and owner) or ''
 end
 return {outcomes, windows, bad, owners, {errors, last_error}}

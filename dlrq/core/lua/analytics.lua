@@ -153,14 +153,21 @@ local function an_outcome(A, hour, receipt, n)
   end
 end
 
+-- A part's registration (analytics.py registered): {hour, time, network, country, client-ref}.
+local REG_HOUR, REG_TIME, REG_NETWORK, REG_COUNTRY, REG_REF = 1, 2, 3, 4, 5
+
+local function an_registered_dims(reg)
+  return {network = reg[REG_NETWORK], country = reg[REG_COUNTRY], client_ref = reg[REG_REF], err_code = false}
+end
+
 -- A registered part counted as submitted, in its registration's hour.
 local function an_submitted(A, reg)
-  an_count(A, reg.h, {network = reg.n, country = reg.c, client_ref = reg.r, err_code = false}, {{A.sub, 1}}, 1)
+  an_count(A, reg[REG_HOUR], an_registered_dims(reg), {{A.sub, 1}}, 1)
 end
 
 -- A registered part's first final receipt, at `epoch`: resolved, and its time since registration.
 local function an_resolved(A, reg, epoch)
-  local seconds = math.max(0, epoch - reg.t)
+  local seconds = math.max(0, epoch - reg[REG_TIME])
   local bucket = #A.bounds
   for i, bound in ipairs(A.bounds) do
     if seconds <= bound then
@@ -168,9 +175,8 @@ local function an_resolved(A, reg, epoch)
       break
     end
   end
-  local dims = {network = reg.n, country = reg.c, client_ref = reg.r, err_code = false}
-  an_count(A, reg.h, dims, {{A.res, 1}, {A.lat .. bucket, 1}}, 1)
-  local network = an_label(A, reg.n)
+  an_count(A, reg[REG_HOUR], an_registered_dims(reg), {{A.res, 1}, {A.lat .. bucket, 1}}, 1)
+  local network = an_label(A, reg[REG_NETWORK])
   an_add(A, A.latency, network .. A.sep .. bucket, 1)
   an_add(A, A.latency, network .. A.sep .. 'sum', math.floor(seconds * 1000))
 end
