@@ -71,15 +71,8 @@ class StoreWatch:
             self._now(readiness.refuses(failure))
 
     def headroom(self) -> dict[str, object]:
-        """What /readyz and `dlrq stats` say of Redis' memory."""
-        if self.memory is None:
-            return {}
-        shown: dict[str, object] = {"memory_used_bytes": self.memory.used, "memory_max_bytes": self.memory.max}
-        if self.memory.share is not None:
-            shown["memory_used_share"] = round(self.memory.share, 4)
-            if self._high_water:
-                shown["memory_high_water"] = self._high_water
-        return shown
+        """What /readyz says of Redis' memory, as last read."""
+        return {} if self.memory is None else readiness.headroom(self.memory, self._high_water)
 
     def _now(self, problem: Problem | None) -> None:
         self.problem = problem

@@ -15,7 +15,7 @@ import click
 import redis
 from redis.exceptions import RedisError
 
-from dlrq.core import connect, keys
+from dlrq.core import connect, keys, readiness
 from dlrq.core.calls import run
 from dlrq.core.correlate import render_unregistered
 from dlrq.core.deployment import read_deployment
@@ -104,6 +104,17 @@ def render(queues: dict[str, dict[str, Any]], rates: dict[str, dict[str, float]]
     return "\n".join(lines)
 
 
+def memory_line(memory: dict[str, Any]) -> str:
+    used = f"memory: {memory['memory_used_bytes'] / 2**20:,.1f} MiB used"
+    if "memory_used_share" not in memory:
+        return f"{used}, no maxmemory (set one: dlrq can then say when it runs short)"
+    line = f"{used} of {memory['memory_max_bytes'] / 2**20:,.1f} MiB maxmemory ({memory['memory_used_share']:.0%})"
+    if "memory_high_water" in memory:
+        line += (f"; the record is shed from {memory['memory_shed_from']:.0%}, receipts are refused (503) from "
+                 f"{memory['memory_high_water']:.0%}")
+    return line
+
+
 @click.command()
 @click.option("--no-messages", is_flag=True, help="Skip counting messages by status (a scan of all of them).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
@@ -135,12 +146,14 @@ def stats(no_messages: bool, as_json: bool) -> None:
                     messages = message_statuses(connection, bar.update)
     except RedisError as exc:
         unreachable(settings, exc)
+    memory = readiness.headroom(readiness.Memory(state.used_memory, state.maxmemory), settings.memory_high_water)
     if as_json:
         click.echo(json.dumps({"server": settings.effective_redis_url, "maxmemory_policy": state.maxmemory_policy,
-                               "may_evict": state.may_evict, "queues": queues, "rates": rates,
+                               "may_evict": state.may_evict, "memory": memory, "queues": queues, "rates": rates,
                                "counters": state.counters, "messages": messages}))
     else:
         click.echo(f"server: {where(settings)}; maxmemory-policy {state.maxmemory_policy}")
+        click.echo(memory_line(memory))
         if state.may_evict:
             click.echo("DANGER: this Redis may evict acknowledged receipts when its memory is full; "
                        "set maxmemory-policy noeviction (dlrq refuses receipts until then)")

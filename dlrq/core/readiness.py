@@ -28,6 +28,9 @@ MEMORY_HIGH = "memory high"
 # Once over the high-water mark, receipts are taken again only below it by this share of maxmemory:
 # without the margin, each byte the workers free would be taken at once, and the state would flap.
 LOW_WATER_MARGIN = 0.05
+# The workers shed the oldest of the record (workers/shed.py) from this far under the high-water
+# mark: while there is record to shed, memory never reaches the mark, and receipts are acknowledged.
+SHED_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,22 @@ def problem(replicas: int = 0, seen: dict | None = None) -> Steps[Problem | None
         if connected < replicas:
             return too_few_replicas(f"{connected} replicas connected")
     return None
+
+
+def shed_mark(high_water: float) -> float:
+    return high_water - SHED_MARGIN if high_water else 0.0
+
+
+def headroom(memory: Memory, high_water: float) -> dict[str, object]:
+    """What /readyz and `dlrq stats` say of Redis' memory: used, the limit, and (with one) the share
+    used and the marks at which the record is shed and receipts are refused."""
+    shown: dict[str, object] = {"memory_used_bytes": memory.used, "memory_max_bytes": memory.max}
+    if memory.share is not None:
+        shown["memory_used_share"] = round(memory.share, 4)
+        if high_water:
+            shown["memory_shed_from"] = round(shed_mark(high_water), 4)
+            shown["memory_high_water"] = high_water
+    return shown
 
 
 def memory_high(memory: Memory, high_water: float, was_high: bool) -> Problem | None:

@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     store_timeout: float = Field(1.0, gt=0, description="seconds before a write (or a connection) counts as failed: "
                                  "503")
     memory_high_water: float = Field(0.9, ge=0, lt=1, description="share of Redis' maxmemory over which the ingest "
-                                     "answers 503 (until 0.05 under it) and workers shed the record, so that "
-                                     "what was acknowledged can still be applied; 0 turns it off")
+                                     "answers 503 (until 0.05 under it), so that what was acknowledged can still "
+                                     "be applied; from 0.05 under it the workers shed the oldest of the record; "
+                                     "0 turns both off")
     retry_after: int = Field(5, ge=1, description="the `Retry-After` of a 503")
     job_timeout: int = Field(30, ge=1, description="seconds a batch may run; one running this + 5 s is taken for "
                              "abandoned (set it on the ingest, which gives it to each batch)")
