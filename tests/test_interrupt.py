@@ -28,17 +28,18 @@ IN_PROCESS = ["tests/test_worker.py",
 PROCESSES = ["tests/test_end_to_end.py", "tests/test_ha.py"]
 
 
-def marked(mark: str) -> list[int]:
-    """Processes whose environment carries `mark` (every process the interrupted pytest started)."""
+def marked(mark: str, basetemp: Path) -> list[int]:
+    """Processes the interrupted pytest started: those whose environment carries `mark`, and those
+    working in its temporary directory (Valkey overwrites its environment with its process title)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if mark.encode() in (entry / "environ").read_bytes():
-                stat = (entry / "stat").read_text()
-                if stat.split(")")[-1].split()[0] != "Z":
-                    found.append(int(entry.name))
+            ours = mark.encode() in (entry / "environ").read_bytes()
+            ours = ours or Path(os.readlink(entry / "cwd")).is_relative_to(basetemp)
+            if ours and (entry / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                found.append(int(entry.name))
         except OSError:
             continue
     return found
@@ -53,7 +54,8 @@ def test_one_ctrl_c_stops_the_suite_within_ten_seconds_and_leaves_nothing_runnin
         os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    # Only the servers the inner suite starts itself: on the machine's Redis a test would start none.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "DLRQ_TEST_REDIS_URL")}
     env.update(dict([mark.split("=")]), DLRQ_TEST_PROPERTY_EXAMPLES="100000")
     pytest_run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q",
                                    "--basetemp", str(tmp_path / "inner"), *targets],
@@ -72,23 +74,33 @@ def test_one_ctrl_c_stops_the_suite_within_ten_seconds_and_leaves_nothing_runnin
                 return
             output.extend(chunk)
 
+    def ours() -> list[int]:
+        return marked(mark.split("=")[1], tmp_path / "inner")
+
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        eventually(lambda: len(marked(mark.split("=")[1])) > 1, 60, "the inner suite to start its servers")
+        def started() -> bool:
+            assert pytest_run.poll() is None, f"the inner suite ended by itself:\n{output.decode(errors='replace')}"
+            return len(ours()) > 1
+
+        try:
+            eventually(started, 60, "the inner suite to start its servers")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{output.decode(errors='replace')[-3000:]}") from None
         time.sleep(after)
         os.write(master, b"\x03")  # what the terminal sends for Ctrl-C: SIGINT to its foreground group
         pressed = time.monotonic()
         code = pytest_run.wait(timeout=30)
         took = time.monotonic() - pressed
         deadline = time.monotonic() + 3
-        while marked(mark.split("=")[1]) and time.monotonic() < deadline:
+        while ours() and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = {pid: _cmdline(pid) for pid in marked(mark.split("=")[1])}
+        left = {pid: _cmdline(pid) for pid in ours()}
     finally:
         if pytest_run.poll() is None:
             os.killpg(pytest_run.pid, signal.SIGKILL)
-        for pid in marked(mark.split("=")[1]):
+        for pid in ours():
             os.kill(pid, signal.SIGKILL)
         reader.join(timeout=5)
         os.close(master)
