@@ -10,8 +10,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from dlrq.core.calls import arun
-from dlrq.core.receipt import Receipt
+from dlrq.core import keys
+from dlrq.core.calls import arun, run
+from dlrq.core.receipt import Receipt, iso_from_epoch
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
 from dlrq.core.store import Conflict, UnknownMessage, find_message, register
@@ -216,3 +217,16 @@ async def _find(redis_url, message_id):
         return await arun(client, find_message(message_id))
     finally:
         await client.aclose()
+
+
+def test_a_client_refs_index_forgets_messages_and_parts_that_are_gone(redis_url):
+    """The console's search by client-ref lists no message or part that has expired."""
+    r = redis.Redis.from_url(redis_url)
+    settings = Settings(redis_url=redis_url)
+    now = time.time()
+    gone = now - settings.message_ttl - 60
+    run(r, register(parse_send(send(["GONE1"])), settings, now=gone))
+    apply(r, [Receipt(receipt("LONE1", "delivered", 5, **{"client-ref": "ref-1"}), iso_from_epoch(gone))], settings)
+    run(r, register(parse_send(send(["KEPT1"])), settings, now=now))
+    apply(r, [Receipt(receipt("LONE2", "delivered", 5, **{"client-ref": "ref-1"}), iso_from_epoch(now))], settings)
+    assert {keys.indexed_id(m) for m in r.zrange(keys.by_ref("ref-1"), 0, -1)} == {"KEPT1", "LONE2"}

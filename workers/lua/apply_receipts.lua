@@ -177,9 +177,15 @@ end
 for key in pairs(dirty) do
   rc_store(R, key, parts[key], ttl)
 end
+local trimmed = {}
 for _, index in ipairs(indexed) do
   shared('ZADD', index[1], index[2], index[3])
   an_keep(A, index[1])
+  -- The index finds parts: none outlives its part (the key itself lives as long as the analytics).
+  if not trimmed[index[1]] then
+    trimmed[index[1]] = true
+    shared('ZREMRANGEBYSCORE', index[1], '-inf', '(' .. (index[2] - ttl))
+  end
 end
 if next(finals) then
   for field, count in pairs(finals) do

@@ -85,6 +85,8 @@ for i = 1, p do
 end
 if A and ref_index ~= '' then
   redis.call('ZADD', ref_index, math.floor(now), id)
+  -- Nor a message, gone after ttl.
+  redis.call('ZREMRANGEBYSCORE', ref_index, '-inf', '(' .. (math.floor(now) - ttl))
   an_keep(A, ref_index)
 end
 if A then
