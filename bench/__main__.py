@@ -17,6 +17,7 @@ import redis
 from dlrq.cli.embedded import embedded_server
 
 from .analytics_cost import thirty_days, worker_rates
+from .capacity import realistic
 from .ceiling import ceiling
 from .harness import LOAD_CORE, ROOT, server_on
 from .readers import heavy_pages
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=15, help="longest drain measurement per worker (default 15)")
     parser.add_argument("--steps", type=int, default=5, help="bisection steps for the sustained rate (default 5)")
     parser.add_argument("--messages", type=int, default=100_000, help="messages for the memory figure")
+    parser.add_argument("--realistic", type=int, default=2000, help="messages of the realistic mix (capacity)")
     parser.add_argument("--registrations", type=int, default=100_000, help="registrations for the sweep's figure")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--ingest-only", action="store_true", help="measure the ingest designs only (no table)")
@@ -109,6 +111,8 @@ def main() -> None:
         client.flushdb()
         print("memory ...", flush=True)
         results["memory"] = memory_per_message(url, args.messages)
+        print(f"capacity: {args.realistic:,} realistic messages through an ingest and a worker ...", flush=True)
+        results["capacity"] = realistic(url, args.realistic)
         print("analytics: the worker with them on and off, 30 days of them in memory ...", flush=True)
         results["analytics"] = {"workers": worker_rates(url, client, 60_000, args.cap),
                                 "memory": thirty_days(url)}
