@@ -52,35 +52,44 @@ LATENCY = "lat:"
 SEPARATOR = "|"
 
 
-# Numbers that share their first six digits (a country code and the start of the national number,
-# enough to tell apart the regions that share a code, such as +1 and +44) share a region, and
-# parsing a number is what costs (it was 40% of a batch's apply): the region is kept per prefix,
-# decided by the first number seen with it, for at most REGIONS_KEPT prefixes.
-REGIONS_KEPT = 65_536
-_regions: dict[str, str] = {}
+# A calling code of one region (+49, +33, +91...) names it whatever follows: decided once per code.
+# Where regions share a code (+1, +44, +7...), phonenumbers decides by the whole national number
+# (447700312345 is JE, 447700123456 GB), so each number is parsed, and the latest NUMBERS_KEPT
+# numbers are kept: a part's receipts and its registration share their number.
+NUMBERS_KEPT = 65_536
+_SHARED_CODES = frozenset(code for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+                          if len(regions) > 1)
 
 
 def country(number: str | None) -> str:
-    """ISO 3166-1 alpha-2 of a phone number (E.164 without +), ZZ when it is not one."""
+    """ISO 3166-1 alpha-2 of a phone number (E.164 without +), ZZ when it is not one: what
+    phonenumbers' region_code_for_number says of the whole number."""
     digits = (number or "").lstrip("+")
     if not digits.isdigit():
         return UNKNOWN_COUNTRY
-    prefix = digits[:6]
-    region = _regions.get(prefix)
-    if region is None:
-        if len(_regions) >= REGIONS_KEPT:
-            _regions.clear()
-        region = _regions[prefix] = _region(digits)
-    return region
+    code = next((int(digits[:n]) for n in (1, 2, 3) if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE),
+                None)
+    if code is None or not 2 <= len(digits) - len(str(code)) <= 17:
+        return UNKNOWN_COUNTRY
+    return _region_of_number(digits) if code in _SHARED_CODES else _region_of_code(code)
 
 
-def _region(digits: str) -> str:
+@lru_cache(maxsize=None)
+def _region_of_code(code: int) -> str:
+    return _known(phonenumbers.region_code_for_country_code(code))
+
+
+@lru_cache(maxsize=NUMBERS_KEPT)
+def _region_of_number(digits: str) -> str:
     try:
         parsed = phonenumbers.parse("+" + digits)
     except phonenumbers.NumberParseException:
         return UNKNOWN_COUNTRY
-    region = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(
-        parsed.country_code)
+    return _known(phonenumbers.region_code_for_number(parsed)
+                  or phonenumbers.region_code_for_country_code(parsed.country_code))
+
+
+def _known(region: str | None) -> str:
     return region if region and region != phonenumbers.UNKNOWN_REGION and region != "001" else UNKNOWN_COUNTRY
 
 
