@@ -9,7 +9,7 @@ import phonenumbers
 import pytest
 from starlette.testclient import TestClient
 
-from dlrq.core import analytics
+from dlrq.core import analytics, country
 from dlrq.core.calls import run
 from dlrq.core.receipt import Receipt, utc_now_iso
 from dlrq.core.registration import parse_send
@@ -99,3 +99,37 @@ def test_analytics_by_country_equal_phonenumbers_for_final_and_submitted(numbers
         rows = {row["key"]: row for row in api.get("/analytics", params={"by": "country"}).json()["rows"]}
     assert {k: row["final"] for k, row in rows.items() if row["final"]} == expected_final
     assert {k: row["submitted"] for k, row in rows.items() if row["submitted"]} == expected_submitted
+
+
+def test_numbers_of_shared_codes_at_random_get_phonenumbers_region_whatever_came_before():
+    """20,000 numbers under every calling code regions share, valid or not, most of them near a
+    region's own numbers and sharing long prefixes with others: each gets what parsing the whole
+    number says."""
+    rng = random.Random(33)
+    shared = [code for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items() if len(regions) > 1]
+    seeds = [str(phonenumbers.example_number_for_type(region, kind).national_number)
+             for code in shared for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]
+             for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
+             if phonenumbers.example_number_for_type(region, kind)]
+    wrong = []
+    for _ in range(20_000):
+        code = rng.choice(shared)
+        start = rng.choice(seeds)[:rng.randint(0, 8)]
+        number = f"{code}{start}" + "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 10)))
+        try:
+            parsed = phonenumbers.parse("+" + number)
+            # A number no region's patterns take counts under its code's main region (GB for +44).
+            expected = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(code)
+        except phonenumbers.NumberParseException:
+            expected = "ZZ"
+        if analytics.country(number) != expected:
+            wrong.append((number, analytics.country(number), expected))
+    assert not wrong, wrong[:10]
+
+
+@pytest.mark.parametrize(("pattern", "digits"), [
+    (r"7\d{9}", 1), (r"\d{2}7", 3), (r"(?:\d{2,3})7\d{4}", 4), (r"7(?:[1-3]\d\d|4[0-5])\d{6}", 3),
+    (r"[2-9]\d{2}", 1), (r"(?:1|23)\d{5}", 2), (r"7\d+5", float("inf")),
+])
+def test_the_digits_a_pattern_decides_on(pattern, digits):
+    assert country.decisive_digits(pattern) == digits

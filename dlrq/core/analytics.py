@@ -21,9 +21,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-import phonenumbers
-
 from . import keys
+from .country import UNKNOWN_COUNTRY, country
 from .registration import PartSend, Send
 from .settings import Settings
 from .status import FINAL as FINAL_STATUSES
@@ -37,7 +36,6 @@ PERCENTILES = (50, 90, 99)
 PRICE_UNIT = Decimal("0.00000001")
 NONE = "(none)"
 OTHER = "(other)"
-UNKNOWN_COUNTRY = "ZZ"
 HOUR_FORMAT = "%Y-%m-%dT%H"
 # What analytics keep of a part's registration (analytics.lua reads it by position): its hour and time,
 # network, country, client-ref; dlrq 0.1-0.2 kept it by these short names (records.lua reads both).
@@ -50,47 +48,6 @@ SUBMITTED = "sub"
 RESOLVED = "res"
 LATENCY = "lat:"
 SEPARATOR = "|"
-
-
-# A calling code of one region (+49, +33, +91...) names it whatever follows: decided once per code.
-# Where regions share a code (+1, +44, +7...), phonenumbers decides by the whole national number
-# (447700312345 is JE, 447700123456 GB), so each number is parsed, and the latest NUMBERS_KEPT
-# numbers are kept: a part's receipts and its registration share their number.
-NUMBERS_KEPT = 65_536
-_SHARED_CODES = frozenset(code for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
-                          if len(regions) > 1)
-
-
-def country(number: str | None) -> str:
-    """ISO 3166-1 alpha-2 of a phone number (E.164 without +), ZZ when it is not one: what
-    phonenumbers' region_code_for_number says of the whole number."""
-    digits = (number or "").lstrip("+")
-    if not digits.isdigit():
-        return UNKNOWN_COUNTRY
-    code = next((int(digits[:n]) for n in (1, 2, 3) if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE),
-                None)
-    if code is None or not 2 <= len(digits) - len(str(code)) <= 17:
-        return UNKNOWN_COUNTRY
-    return _region_of_number(digits) if code in _SHARED_CODES else _region_of_code(code)
-
-
-@lru_cache(maxsize=None)
-def _region_of_code(code: int) -> str:
-    return _known(phonenumbers.region_code_for_country_code(code))
-
-
-@lru_cache(maxsize=NUMBERS_KEPT)
-def _region_of_number(digits: str) -> str:
-    try:
-        parsed = phonenumbers.parse("+" + digits)
-    except phonenumbers.NumberParseException:
-        return UNKNOWN_COUNTRY
-    return _known(phonenumbers.region_code_for_number(parsed)
-                  or phonenumbers.region_code_for_country_code(parsed.country_code))
-
-
-def _known(region: str | None) -> str:
-    return region if region and region != phonenumbers.UNKNOWN_REGION and region != "001" else UNKNOWN_COUNTRY
 
 
 def price_units(price: str | None) -> int:
