@@ -187,7 +187,7 @@ class Tally:
         row: dict[str, Any] = {} if key is None else {"key": key}
         row.update({"final": final, **self.finals})
         row["delivery_rate"] = round(self.finals["delivered"] / final, 4) if final else None
-        row["cost"] = str((Decimal(self.cost) * PRICE_UNIT).quantize(PRICE_UNIT))
+        row["cost"] = f"{Decimal(self.cost) * PRICE_UNIT:.8f}"  # never str(): Decimal writes zero as 0E-8
         row["err_codes"] = {code: n for code, n in sorted(self.errors.items(), key=_code_order) if n and code != "0"}
         row["submitted"] = self.submitted
         row["dlr_ratio"] = round(self.resolved / self.submitted, 4) if self.submitted else None
