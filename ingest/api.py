@@ -64,9 +64,9 @@ def create_api(settings: Settings | None = None) -> Starlette:
         query = request.query_params
         by = query.get("by", "network")
         try:
-            start, end = analytics.span(query.get("since"), query.get("until"), datetime.now(timezone.utc),
-                                        settings.analytics_retention)
-            found = await arun(request.app.state.redis, read_analytics(by, start, end))
+            now = datetime.now(timezone.utc)
+            start, end = analytics.span(query.get("since"), query.get("until"), now, settings.analytics_retention)
+            found = await arun(request.app.state.redis, read_analytics(by, start, end, now))
         except ValueError as exc:
             return error(400, "malformed_field", str(exc))
         except RedisError:

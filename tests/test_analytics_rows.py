@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
@@ -28,3 +30,14 @@ def test_costs_are_written_as_amounts_zero_and_the_smallest_included(redis_url, 
     monkeypatch.setenv("DLRQ_REDIS_URL", redis_url)
     printed = CliRunner().invoke(cli, ["report", "--by", "client-ref"]).output
     assert "0E-" not in printed and "0.00000000" in printed, printed
+
+
+def test_a_span_ending_in_this_hour_says_it_covers_up_to_now_not_the_hours_end(redis_url, r):
+    settings = Settings(redis_url=redis_url)
+    with TestClient(create_api(settings)) as api:
+        answer = api.get("/analytics", params={"since": "-1h"}).json()
+    since, until = (datetime.fromisoformat(answer[k].replace("Z", "+00:00")) for k in ("since", "until"))
+    now = datetime.now(timezone.utc)
+    assert since == (now - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0), "from the start of its hour"
+    assert until <= now, f"until {answer['until']} is in the future"
+    assert (now - until).total_seconds() < 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,16 @@ def test_export_since(redis_url, r, tmp_path):
     assert [json.loads(line)["received_at"] for line in out.read_text().splitlines()] == ["y"]
     dlrq(probe_env(redis_url), "export", "-o", str(out), "--since", "1970-01-01T00:00:00Z")
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_export_since_takes_a_relative_time_as_report_does(redis_url, r, tmp_path):
+    now_ms = int(time.time() * 1000)
+    r.xadd(keys.RECORD, {"r": '{"received_at": "old", "params": {}}'}, id=f"{now_ms - 2 * 3_600_000}-0")
+    r.xadd(keys.RECORD, {"r": '{"received_at": "new", "params": {}}'}, id=f"{now_ms - 60_000}-0")
+    out = tmp_path / "since.jsonl"
+    dlrq(probe_env(redis_url), "export", "-o", str(out), "--since", "-1h")
+    assert [json.loads(line)["received_at"] for line in out.read_text().splitlines()] == ["new"]
+    dlrq(probe_env(redis_url), "export", "-o", str(out), "--since", "-1d")
+    assert len(out.read_text().splitlines()) == 2
+    refused = dlrq(probe_env(redis_url), "export", "--since", "yesterday", check=False)
+    assert refused.returncode == 2 and "relative as -1h" in refused.stderr

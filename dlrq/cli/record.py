@@ -16,7 +16,7 @@ import httpx
 import redis
 from redis.exceptions import RedisError
 
-from dlrq.core import connect, keys, record
+from dlrq.core import connect, keys, record, times
 from dlrq.core.receipt import MESSAGES, SMS
 
 from .common import load_settings, unreachable, where
@@ -26,15 +26,8 @@ EXPORT_CHUNK = 1000
 
 
 def parse_since(text: str) -> int:
-    """An ISO 8601 time (UTC unless it says otherwise) or epoch seconds, as a stream id's milliseconds."""
-    try:
-        return int(float(text) * 1000)
-    except ValueError:
-        pass
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
+    """A time as times.moment reads it, as a stream id's milliseconds."""
+    return int(times.moment(text, datetime.now(timezone.utc)).timestamp() * 1000)
 
 
 def read_record(client: redis.Redis, since_ms: int = 0) -> Iterator[bytes]:
@@ -67,14 +60,15 @@ def write_record(client: redis.Redis, out: IO[bytes], since_ms: int = 0) -> int:
 @click.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here (gzip when the name ends in .gz) instead of stdout.")
-@click.option("--since", default=None, help="Only receipts recorded since this time (ISO 8601, or epoch seconds).")
+@click.option("--since", default=None,
+              help="Only receipts recorded since this time (ISO 8601, epoch seconds, or relative: -1h, -7d).")
 def export(output: Path | None, since: str | None) -> None:
     """Stream the record of accepted receipts as JSONL, oldest first."""
     settings = load_settings()
     try:
         since_ms = parse_since(since) if since else 0
     except ValueError as exc:
-        raise click.BadParameter(f"{since!r} is neither ISO 8601 nor epoch seconds", param_hint="--since") from exc
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
     try:
         with connect.client(settings) as client, open_output(output) as out:
             count = write_record(client, out, since_ms)

@@ -77,19 +77,22 @@ def as_table(found: dict[str, Any]) -> str:
 
 @click.command()
 @click.option("--by", "by", type=click.Choice(list(BY)), default="network", show_default=True)
-@click.option("--since", default=None, help="ISO 8601, or relative: -24h, -7d (default: 24 hours before --until).")
-@click.option("--until", default=None, help="ISO 8601, or relative (default: the end of this hour).")
+@click.option("--since", default=None, help="ISO 8601, epoch seconds, or relative: -24h, -7d, to the start of its "
+              "hour (default: 24 hours before --until).")
+@click.option("--until", default=None, help="ISO 8601, epoch seconds, or relative, to the start of its hour "
+              "(default: now).")
 @click.option("--format", "form", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def report(by: str, since: str | None, until: str | None, form: str) -> None:
     """Delivery rates, DLR ratio, time to receipt and cost, hour by hour summed over a span."""
     settings = load_settings()
     try:
-        start, end = analytics.span(since, until, datetime.now(timezone.utc), settings.analytics_retention)
+        now = datetime.now(timezone.utc)
+        start, end = analytics.span(since, until, now, settings.analytics_retention)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since/--until") from exc
     try:
         with connect.client(settings) as client:
-            found = run(client, read_analytics(BY[by], start, end))
+            found = run(client, read_analytics(BY[by], start, end, now))
     except RedisError as exc:
         unreachable(settings, exc)
     if form == "json":

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from . import keys
+from . import keys, times
 from .country import UNKNOWN_COUNTRY, country
 from .registration import PartSend, Send
 from .settings import Settings
@@ -93,7 +92,6 @@ def registered(part: PartSend, send: Send, now: float) -> list[Any]:
 
 # --- reading -----------------------------------------------------------------------------------
 
-RELATIVE = re.compile(r"^-(\d{1,9})([hd])$")
 # Most rows an answer holds; the rest are summed into one "(other)" row (the total counts them all).
 MAX_ROWS = 1000
 # Hours read from Redis at a time: what one read holds in memory, and how long one takes.
@@ -101,20 +99,8 @@ HOURS_A_READ = 24
 
 
 def parse_time(text: str, now: datetime) -> datetime:
-    """ISO 8601 (UTC unless it says otherwise) or relative to now ("-24h", "-7d"), to the hour;
-    ValueError for anything else, out-of-range times included."""
-    match = RELATIVE.match(text.strip())
-    try:
-        if match:
-            amount, unit = int(match.group(1)), match.group(2)
-            moment = now - (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
-        else:
-            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"{text[:40]!r} is not a time: ISO 8601, or relative as -24h or -7d") from exc
+    """A time as times.moment reads it, to the start of its hour (analytics are kept by the hour)."""
+    return times.moment(text, now).replace(minute=0, second=0, microsecond=0)
 
 
 def span(since: str | None, until: str | None, now: datetime, retention: int | None = None
@@ -217,8 +203,10 @@ def tally(buckets: Iterable[Mapping[bytes | str, bytes | str | int]], rows: dict
     return rows
 
 
-def report(by: str, start: datetime, end: datetime, rows: Mapping[str, Tally]) -> dict[str, Any]:
-    """The contract's /analytics answer."""
+def report(by: str, start: datetime, end: datetime, rows: Mapping[str, Tally], now: datetime | None = None
+           ) -> dict[str, Any]:
+    """The contract's /analytics answer. Counts are kept by the hour, so [start, end) is whole hours;
+    `until` says `now` when the span ends in the current hour: nothing after it is covered."""
     total = Tally.empty()
     for row in rows.values():
         total.merge(row)
@@ -226,7 +214,7 @@ def report(by: str, start: datetime, end: datetime, rows: Mapping[str, Tally]) -
     return {
         "by": by,
         "since": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "until": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "until": (min(end, now) if now else end).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "rows": [tally_.row(key) for key, tally_ in ordered],
         "total": total.row(),
     }

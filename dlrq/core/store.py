@@ -164,7 +164,7 @@ def _owner(part_id: str, doc: dict[str, Any] | None, legacy: bytes | None) -> st
     return legacy.decode() if legacy else None
 
 
-def read_analytics(by: str, start: datetime, end: datetime) -> Steps[dict[str, Any]]:
+def read_analytics(by: str, start: datetime, end: datetime, now: datetime | None = None) -> Steps[dict[str, Any]]:
     """The contract's /analytics answer for `by` over [start, end): an HGETALL an hour, a day's worth a
     pipeline, tallied as they come (memory bounded by the rows, never by the span)."""
     if by not in analytics.DIMENSIONS:
@@ -174,4 +174,4 @@ def read_analytics(by: str, start: datetime, end: datetime) -> Steps[dict[str, A
     for first in range(0, len(hours), analytics.HOURS_A_READ):
         chunk = hours[first:first + analytics.HOURS_A_READ]
         analytics.tally((yield [("HGETALL", keys.analytics(by, hour)) for hour in chunk]), rows)
-    return analytics.report(by, start, end, rows)
+    return analytics.report(by, start, end, rows, now)
