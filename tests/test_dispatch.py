@@ -49,7 +49,7 @@ def test_a_batch_of_events_is_raised_in_one_call_each_once_even_on_a_server_that
 
 
 def test_a_retry_waits_in_rq_schedule_for_its_backoff(r, redis_url):
-    settings = Settings(redis_url=redis_url, retry_handlers="vonage")
+    settings = Settings(redis_url=redis_url, retry_handlers="vonage", vonage_api_key="k", vonage_api_secret="s")
     assert Dispatcher(r, settings).raise_event(Event("retry:M:1", "retry", {"message": "M"}, delay=300))
     queue = handler_queue(r, settings)
     assert queue.count == 0

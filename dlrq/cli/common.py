@@ -19,13 +19,30 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ["levelname", "name", "message", "process"]
 
 
+def valid_settings() -> Settings:
+    """The environment's settings, or a one-line reason why they cannot run."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join((f"DLRQ_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+                             + e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise click.ClickException(f"bad setting: {problems}") from exc
+
+
+def check_handlers(settings: Settings) -> None:
+    """A handler that cannot be loaded stops the command at once, not the first event an hour later."""
+    from workers.handlers import resolve
+
+    for name in dict.fromkeys((*settings.alert_handlers, *settings.retry_handlers)):
+        try:
+            resolve(name)
+        except (ValueError, ImportError, AttributeError) as exc:
+            raise click.ClickException(f"handler {name!r} cannot be loaded: {exc}") from exc
+
+
 def load_settings() -> Settings:
     """The environment's settings; without DLRQ_REDIS_URL, the server `dlrq up` runs for DLRQ_DATA_DIR."""
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"DLRQ_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise click.ClickException(f"bad setting: {problems}") from exc
+    settings = valid_settings()
     if settings.redis_url is None:
         url = running_server(settings.data_dir)
         if url is not None:

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from dlrq.core.settings import Settings
 
-from .common import check_accounts, load_settings, setup_logging
+from .common import check_accounts, check_handlers, load_settings, setup_logging
 
 
 def process_app() -> Starlette:
@@ -94,4 +94,5 @@ def worker(burst: bool, name: str | None) -> None:
 
     settings = load_settings()
     setup_logging(settings)
+    check_handlers(settings)
     run_worker(settings, burst=burst, name=name)

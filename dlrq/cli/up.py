@@ -20,9 +20,7 @@ from pathlib import Path
 
 import click
 
-from dlrq.core.settings import get_settings
-
-from .common import check_accounts, setup_logging
+from .common import check_accounts, check_handlers, setup_logging, valid_settings
 from .embedded import EmbeddedServer, ServerFailed, die_with_parent, owner_alive, stop_orphan
 
 log = logging.getLogger("dlrq.up")
@@ -148,9 +146,10 @@ def supervise(children: list[Child], signals: Signals, server: ServerChild | Non
 def up() -> None:
     """Run everything: Redis (embedded unless DLRQ_REDIS_URL is set), the ingest, the api and one worker.
     Ctrl-C stops all."""
-    settings = get_settings()
+    settings = valid_settings()
     setup_logging(settings)
     check_accounts(settings)
+    check_handlers(settings)
     signals = Signals()
     env = {**os.environ}
     if settings.redis_url:

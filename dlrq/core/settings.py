@@ -196,6 +196,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _handlers_have_what_they_need(self) -> Settings:
+        """Refused at start, not at the first event an hour later."""
+        chosen = {*self.alert_handlers, *self.retry_handlers}
+        if "webhook" in chosen and (not self.webhook_url or self.webhook_secret is None):
+            raise ValueError("the webhook handler needs DLRQ_WEBHOOK_URL and DLRQ_WEBHOOK_SECRET")
+        if "vonage" in chosen and (not self.vonage_api_key or self.vonage_api_secret is None):
+            raise ValueError("the vonage handler needs DLRQ_VONAGE_API_KEY and DLRQ_VONAGE_API_SECRET")
+        return self
+
+    @model_validator(mode="after")
     def _wait_fits(self) -> Settings:
         if self.ack_replicas and self.ack_replica_timeout >= self.store_timeout:
             raise ValueError("DLRQ_ACK_REPLICA_TIMEOUT must be shorter than DLRQ_STORE_TIMEOUT, "
