@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from dlrq.core import analytics
@@ -94,6 +94,10 @@ def create_api(settings: Settings | None = None) -> Starlette:
                          settings.api_port, console_path)
             yield
 
+    async def favicon(request: Request) -> Response:
+        """What a browser asks for first, whatever page it opened: the console's icon."""
+        return RedirectResponse(f"{console_path}/static/favicon.svg", 308)
+
     console_on = settings.api_token is not None and settings.console is not False
     routes = [
         registration(settings, access),
@@ -105,6 +109,7 @@ def create_api(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     if console_on:
         app.router.routes.append(Mount(console_path, console_app(settings, access, app.state), name="console"))
+        app.router.routes.append(Route("/favicon.ico", favicon, methods=["GET"]))
     elif settings.console:
         log.warning("DLRQ_CONSOLE is on but DLRQ_API_TOKEN is unset: the console, which signs in with it, is off")
     return app
