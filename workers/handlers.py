@@ -99,6 +99,9 @@ def resolve(name: str) -> Handler:
     return getattr(importlib.import_module(module), attribute)
 
 
+NUMBER_FIELDS = ("to", "msisdn")
+
+
 def mask(number: Any) -> Any:
     """Phone numbers never reach the logs whole: the last two digits are enough to tell them apart."""
     return "*" * max(0, len(number) - 2) + number[-2:] if isinstance(number, str) and number else number
@@ -106,7 +109,7 @@ def mask(number: Any) -> Any:
 
 def log_event(event: dict[str, Any]) -> None:
     full = current.settings().log_phone_numbers
-    shown = {k: mask(v) if k in ("to", "msisdn") and not full else v for k, v in event.items()}
+    shown = {k: mask(v) if k in NUMBER_FIELDS and not full else v for k, v in event.items()}
     log.warning("%s: %s", event["kind"], json.dumps(shown, sort_keys=True))
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import IO
+from typing import IO, Any
 
 import click
 from redis.exceptions import RedisError
@@ -12,7 +13,8 @@ from dlrq.core import connect, jsondoc
 from dlrq.core.calls import NotReplicated, run
 from dlrq.core.receipt import InvalidReceipt
 from dlrq.core.registration import parse_send
-from dlrq.core.store import find_message, register
+from dlrq.core.settings import Settings
+from dlrq.core.store import register
 
 from .common import load_settings, unreachable, where
 
@@ -44,14 +46,39 @@ def register_command(source: IO[bytes]) -> None:
 
 @click.command()
 @click.argument("message_id")
-def show(message_id: str) -> None:
-    """Print a message's state as JSON (any part's messageId works)."""
+@click.option("--numbers", is_flag=True, help="Print phone numbers whole (by default, as in the console and the "
+              "logs, only their last two digits unless DLRQ_LOG_PHONE_NUMBERS is true).")
+def show(message_id: str, numbers: bool) -> None:
+    """Print a message's state as JSON (any part's messageId works): GET /messages/{id}'s view, and
+    `events`, what the console's timeline shows of each event raised and each handler's call."""
     settings = load_settings()
     try:
-        with connect.client(settings) as client:
-            found = run(client, find_message(message_id))
+        found = asyncio.run(_story(settings, message_id))
     except RedisError as exc:
         unreachable(settings, exc)
     if found is None:
         raise click.ClickException(f"no message {message_id} on {where(settings)}")
-    click.echo(json.dumps(found, indent=2))
+    shown = {**found.view, "events": [{"id": e["id"], "kind": e["kind"], "calls": e["calls"]} for e in found.events]}
+    click.echo(json.dumps(shown if numbers or settings.log_phone_numbers else _masked(shown), indent=2, default=str))
+
+
+async def _story(settings: Settings, message_id: str) -> Any:
+    """The console's story of the message (its view and events), or None."""
+    from ingest.console.data import story
+
+    client = connect.async_client(settings)
+    try:
+        with connect.client(settings) as sync:
+            return await story(client, sync, settings, message_id)
+    finally:
+        await client.aclose()
+
+
+def _masked(value: Any) -> Any:
+    from workers.handlers import NUMBER_FIELDS, mask
+
+    if isinstance(value, dict):
+        return {k: mask(v) if k in NUMBER_FIELDS else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
