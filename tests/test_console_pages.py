@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.testclient import TestClient
 
+from dlrq.core.events import Event
 from dlrq.core.settings import Settings
 from ingest.api import create_api
+from workers.dispatch import Dispatcher
 
 
 def test_the_browsers_favicon_request_finds_the_consoles_icon(redis_url):
@@ -16,3 +20,21 @@ def test_the_browsers_favicon_request_finds_the_consoles_icon(redis_url):
     assert asked.status_code == 308 and asked.headers["location"] == "/console/static/favicon.svg"
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     assert 'rel="icon"' in login.text and "favicon.svg" in login.text
+
+
+def test_an_alert_shows_the_failing_parts_status_not_err_code_0s_meaning(redis_url, r):
+    """An expired part's err-code 0 is not "delivered": the overview says the part expired."""
+    settings = Settings(redis_url=redis_url, api_token="console-token-0123456789")
+    data = {"message": "EXP1", "attempt": 1, "part": "EXP1", "status": "expired", "err_code": "0",
+            "network_code": "20801", "to": "447700900000"}
+    assert Dispatcher(r, settings).raise_event(Event("permanent_failure:EXP1:1", "permanent_failure", data))
+    with TestClient(create_api(settings)) as api:
+        login = api.get("/console/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+        assert api.post("/console/login", data={"csrf": csrf, "token": settings.api_token.get_secret_value()}
+                        ).status_code == 200
+        page = api.get("/console/").text
+        alerts = api.get("/console/overview.json").json()["alerts"]
+    item = page[page.index('id="alerts"'):page.index("</ul>", page.index('id="alerts"'))]
+    assert "part expired" in " ".join(item.split()) and "delivered" not in item, item
+    assert alerts[0]["status"] == "expired" and alerts[0]["err_meaning"] == "" and "to" not in alerts[0]

@@ -62,9 +62,11 @@ async def overview(client: aioredis.Redis, settings: Settings, now: float) -> di
 
 
 def _alert(alert: dict[str, Any]) -> dict[str, Any]:
-    """What the overview shows of an alert: not the recipient's number; the err-code's meaning."""
+    """What the overview shows of an alert: not the recipient's number; the err-code's meaning, none
+    for 0 (Vonage's "delivered", which a failing part's code 0 is not: its status says what failed)."""
     alert.pop("to", None)
-    return {**alert, "err_meaning": meaning(alert.get("err_code"))}
+    code = alert.get("err_code")
+    return {**alert, "err_meaning": meaning(code) if code != "0" else ""}
 
 
 @dataclass

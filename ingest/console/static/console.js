@@ -84,8 +84,9 @@ function dlrqAlert(alert) {
     link.textContent = alert.message;
     item.append(link, " ");
   }
+  if (alert.status) item.append(`part ${alert.status} `);
   if (alert.network_code) item.append(`network ${alert.network_code} `);
-  if (alert.err_code) item.append(`err-code ${alert.err_code} (${alert.err_meaning})`);
+  if (alert.err_code) item.append(`err-code ${alert.err_code}` + (alert.err_meaning ? ` (${alert.err_meaning})` : ""));
   return item;
 }
 
