@@ -11,10 +11,17 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from dlrq.core import keys
+from dlrq.core.calls import run
 from dlrq.core.events import Event
 from dlrq.core.jobs import handler_job_id
+from dlrq.core.receipt import Receipt, utc_now_iso
+from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
+from dlrq.core.store import register
 from tests.support.processes import dlrq, dlrq_env
+from tests.support.receipts import receipt
+from tests.support.sends import send
+from workers.batch import apply
 from workers.dispatch import Dispatcher
 
 pytestmark = pytest.mark.integration
@@ -103,3 +110,23 @@ def test_handler_calls_are_retried_at_the_configured_steps(r, redis_url):
     assert (job.retries_left, job.retry_intervals) == (2, [5, 30])
     with pytest.raises(ValueError, match="whole seconds"):
         Settings(handler_retry_backoff="5,soon")
+
+
+def test_a_retry_made_moot_by_a_later_attempt_is_not_called_and_shows_as_superseded(r, redis_url):
+    from tests.support.probe import CALLS
+    from workers.worker import build_worker
+
+    handler = "tests.support.probe.record"
+    settings = Settings(redis_url=redis_url, retry_handlers=handler)
+    for message in ("MOOT1", "STILL1"):
+        run(r, register(parse_send(send([message])), settings))
+        apply(r, [Receipt(receipt(message, "failed", 5, "1"), utc_now_iso())], settings)
+        event = Event(f"retry:{message}:1", "retry", {"message": message, "attempt": 1})
+        assert Dispatcher(r, settings).raise_event(event)
+    run(r, register(parse_send(send(["MOOT2"], retry_of="MOOT1")), settings))  # resent meanwhile
+    build_worker(settings).work(burst=True, logging_level="WARNING")
+    assert [json.loads(call)["id"] for call in r.lrange(CALLS, 0, -1)] == ["retry:STILL1:1"]
+    assert r.hget(keys.COUNTERS, keys.count_handler(handler, "superseded")) == b"1"
+    shown = json.loads(dlrq(dlrq_env(redis_url, DLRQ_RETRY_HANDLERS=handler), "show", "MOOT1").stdout)
+    calls = {e["id"]: [c["status"] for c in e["calls"]] for e in shown["events"]}
+    assert calls["retry:MOOT1:1"] == ["superseded"]

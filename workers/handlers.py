@@ -25,10 +25,11 @@ from rq import get_current_job
 from dlrq.core import keys
 from dlrq.core.calls import run
 from dlrq.core.connect import is_transient
+from dlrq.core.events import OF_AN_ATTEMPT, superseded
 from dlrq.core.receipt import MESSAGES
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
-from dlrq.core.store import read_message, register
+from dlrq.core.store import find_message, read_message, register
 
 from . import current
 from .dispatch import MARK_WITHIN
@@ -54,6 +55,12 @@ def deliver(event: dict[str, Any], handler: str) -> None:
     connection, marker = job.connection, keys.delivered(job.id)
     if connection.exists(marker):
         return
+    if event["kind"] in OF_AN_ATTEMPT and superseded(event["kind"], event.get("attempt"),
+                                                     run(connection, find_message(event["message"]))):
+        log.info("%s: not called, superseded (the message was retried or delivered since)", event["id"])
+        mark_delivered(connection, marker, keys.count_handler(handler, "superseded"), current.settings(),
+                       keys.SUPERSEDED)
+        return
     try:
         resolve(handler)(event)
     except Exception:
@@ -62,7 +69,7 @@ def deliver(event: dict[str, Any], handler: str) -> None:
     mark_delivered(connection, marker, keys.count_handler(handler, "ok"), current.settings())
 
 
-def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings) -> None:
+def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings, how: str = "") -> None:
     """The marker (when the call was made: the console's record of it, RQ keeps no result) must outlive
     a Redis outage and, with DLRQ_ACK_REPLICAS, a failover: it is written
     again until that many replicas confirm it (a marker lost with its primary means a second call)."""
@@ -71,7 +78,7 @@ def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings:
     while True:
         try:
             with connection.pipeline(transaction=False) as pipe:
-                pipe.set(marker, f"{time.time():.3f}", ex=settings.message_ttl)
+                pipe.set(marker, f"{how}{time.time():.3f}", ex=settings.message_ttl)
                 if settings.ack_replicas:
                     pipe.execute_command("WAIT", settings.ack_replicas, int(settings.ack_replica_timeout * 1000))
                 replies = pipe.execute()

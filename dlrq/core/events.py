@@ -19,6 +19,8 @@ PERMANENT_FAILURE = "permanent_failure"
 RETRIES_EXHAUSTED = "retries_exhausted"
 RECEIPT_MISSING = "receipt_missing"
 FAILURE_RATE = "failure_rate"
+# The events of a message's failed attempt, which a later attempt or a late delivery makes moot.
+OF_AN_ATTEMPT = (RETRY, PERMANENT_FAILURE, RETRIES_EXHAUSTED)
 ALERTS = frozenset({PERMANENT_FAILURE, RETRIES_EXHAUSTED, RECEIPT_MISSING, FAILURE_RATE})
 
 
@@ -72,6 +74,14 @@ def message_events(
             return [Event(f"{RETRY}:{message_id}:{attempt}", RETRY, data, delay=backoff(attempt))]
         return [Event(f"{RETRIES_EXHAUSTED}:{message_id}", RETRIES_EXHAUSTED, data)]
     return [Event(f"{PERMANENT_FAILURE}:{message_id}:{attempt}", PERMANENT_FAILURE, data)]
+
+
+def superseded(kind: str, attempt: int | None, view: Mapping[str, Any] | None) -> bool:
+    """A message's retry or alert made moot since it was raised: a later attempt was registered, or
+    the message is no longer failed (a late delivered receipt). Its handlers are then not called."""
+    if kind not in OF_AN_ATTEMPT or view is None:
+        return False
+    return view["status"] != "failed" or (attempt is not None and view["attempts"] > attempt)
 
 
 def receipt_missing(message_id: str, attempt: int, part_id: str, deadline: str) -> Event:

@@ -167,6 +167,10 @@ def event(event_id: str) -> str:
     return f"{PREFIX}event:{event_id}"
 
 
+# A handler call's marker holds when it was made, or this and when it was not (its event was moot).
+SUPERSEDED = "superseded "
+
+
 def delivered(job_id: str) -> str:
     """Marks a handler call that succeeded, so that running its job again does not call again."""
     return f"{PREFIX}delivered:{job_id}"

@@ -21,7 +21,7 @@ from dlrq.core.calls import arun
 from dlrq.core.correlate import render_part
 from dlrq.core.deployment import Deployment, read_deployment
 from dlrq.core.errcodes import meaning
-from dlrq.core.events import PERMANENT_FAILURE, RECEIPT_MISSING, RETRIES_EXHAUSTED, RETRY
+from dlrq.core.events import PERMANENT_FAILURE, RECEIPT_MISSING, RETRIES_EXHAUSTED, RETRY, superseded
 from dlrq.core.jobs import QueueKeys, handler_job_id
 from dlrq.core.settings import Settings
 from dlrq.core.store import find_message, read_analytics, read_message, read_parts
@@ -129,7 +129,7 @@ async def story(client: aioredis.Redis, sync: redis.Redis, settings: Settings, m
     guards = await client.mget([keys.event(e) for e in candidates]) if candidates else []
     raised = [e for e, guard in zip(candidates, guards) if guard is not None]
     raised += [a["id"] for a in view["alerts"] if a["id"] not in raised]
-    events = await run_in_threadpool(_deliveries, sync, settings, raised, {a["id"]: a for a in view["alerts"]})
+    events = await run_in_threadpool(_deliveries, sync, settings, raised, {a["id"]: a for a in view["alerts"]}, view)
     return Story(view, attempts, parts, events)
 
 
@@ -142,8 +142,14 @@ def _event_ids(view: dict[str, Any], part_ids: list[str]) -> list[str]:
     return ids
 
 
+def _attempt(event_id: str) -> int | None:
+    """The attempt a message's event names (retry:<message>:<attempt>), if it names one."""
+    last = event_id.rpartition(":")[2]
+    return int(last) if event_id.count(":") == 2 and last.isdigit() else None
+
+
 def _deliveries(sync: redis.Redis, settings: Settings, event_ids: list[str],
-                alerts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+                alerts: dict[str, dict[str, Any]], view: dict[str, Any]) -> list[dict[str, Any]]:
     events = []
     for event_id in event_ids:
         kind = event_id.partition(":")[0]
@@ -157,6 +163,11 @@ def _deliveries(sync: redis.Redis, settings: Settings, event_ids: list[str],
                 calls.append(_made(job_id, sync.get(keys.delivered(job_id))) | {"handler": handler})
                 continue
             status = job.get_status(refresh=False)
+            waiting = status in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED)
+            if waiting and superseded(kind, _attempt(event_id), view):
+                calls.append({"handler": handler, "status": "superseded", "at": None, "job_id": job.id,
+                              "reason": "will not be called: the message was retried or delivered since"})
+                continue
             calls.append({"handler": handler, "status": status.value if status else "unknown",
                           "at": job.ended_at or job.enqueued_at, "reason": failed_jobs.reason(job) if
                           status != JobStatus.FINISHED else "", "job_id": job.id})
@@ -168,8 +179,13 @@ def _made(job_id: str, marker: bytes | None) -> dict[str, Any]:
     """A call whose job is gone: made, when its marker says (RQ keeps no result of a finished call)."""
     if marker is None:
         return {"status": "done, and forgotten", "at": None, "reason": ""}
+    text = marker.decode()
+    moot = text.startswith(keys.SUPERSEDED)
     try:
-        at = datetime.fromtimestamp(float(marker), timezone.utc)
+        at = datetime.fromtimestamp(float(text.removeprefix(keys.SUPERSEDED)), timezone.utc)
     except ValueError:
         at = None  # a marker written before 0.3 says only that the call was made
+    if moot:
+        return {"status": "superseded", "at": at, "reason": "not called: the message was retried or delivered since",
+                "job_id": job_id}
     return {"status": JobStatus.FINISHED.value, "at": at, "reason": "", "job_id": job_id}
