@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
 
 from starlette.testclient import TestClient
 
+from dlrq.core.calls import run
 from dlrq.core.events import Event
+from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
+from dlrq.core.store import register
 from ingest.api import create_api
 from workers.dispatch import Dispatcher
 
@@ -29,12 +33,35 @@ def test_an_alert_shows_the_failing_parts_status_not_err_code_0s_meaning(redis_u
             "network_code": "20801", "to": "447700900000"}
     assert Dispatcher(r, settings).raise_event(Event("permanent_failure:EXP1:1", "permanent_failure", data))
     with TestClient(create_api(settings)) as api:
-        login = api.get("/console/login")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
-        assert api.post("/console/login", data={"csrf": csrf, "token": settings.api_token.get_secret_value()}
-                        ).status_code == 200
+        _signed_in(api, settings.api_token.get_secret_value())
         page = api.get("/console/").text
         alerts = api.get("/console/overview.json").json()["alerts"]
     item = page[page.index('id="alerts"'):page.index("</ul>", page.index('id="alerts"'))]
     assert "part expired" in " ".join(item.split()) and "delivered" not in item, item
     assert alerts[0]["status"] == "expired" and alerts[0]["err_meaning"] == "" and "to" not in alerts[0]
+
+
+def _signed_in(api: TestClient, token: str) -> None:
+    login = api.get("/console/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+    assert api.post("/console/login", data={"csrf": csrf, "token": token}).status_code == 200
+
+
+def test_a_client_ref_search_says_the_true_total_and_pages_through_every_message(redis_url, r):
+    settings = Settings(redis_url=redis_url, api_token="console-token-0123456789")
+    now = time.time()
+    for i in range(120):
+        body = {"message-count": "1", "messages": [{"message-id": f"BF{i:03d}", "to": "447700900000", "status": "0",
+                                                    "client-ref": "black-friday-2026"}]}
+        run(r, register(parse_send(body), settings, now=now - 1000 + i * 2))
+    seen, path = [], "/console/messages?q=black-friday-2026"
+    with TestClient(create_api(settings)) as api:
+        _signed_in(api, settings.api_token.get_secret_value())
+        while path:
+            page = api.get(path).text
+            if not seen:
+                assert "Messages 1–50 of 120 sent with client-ref black-friday-2026" in page, page
+            seen += re.findall(r'<th scope="row"><a href="\?q=(BF\d+)"', page)
+            older = re.search(r'rel="next" href="([^"]+)"', page)
+            path = "/console/messages" + older.group(1).replace("&amp;", "&") if older else None
+    assert seen == [f"BF{i:03d}" for i in reversed(range(120))], "every message once, newest first"

@@ -143,14 +143,16 @@ def console_app(settings: Settings, access: Access, app_state: State) -> Starlet
     @auth.login_required
     async def messages(request: Request) -> Response:
         query = request.query_params.get("q", "").strip()
+        first = request.query_params.get("from", "0")
+        first = max(0, min(int(first), 10**9)) if first.isdigit() else 0
         try:
-            found = await data.search(app_state.redis, query) if query else []
-            if len(found) == 1:
-                story = await data.story(app_state.redis, sync, settings, found[0]["id"])
-                return page(request, "message.html", title=f"Message {found[0]['id']}", q=query, story=story)
+            found = await data.search(app_state.redis, query, first) if query else data.Found([], 0, 0)
+            if found.total == 1 and len(found.views) == 1 and first == 0:
+                story = await data.story(app_state.redis, sync, settings, found.views[0]["id"])
+                return page(request, "message.html", title=f"Message {found.views[0]['id']}", q=query, story=story)
         except RedisError as exc:
             return unavailable(request, exc)
-        return page(request, "search.html", title="Messages", q=query, found=found)
+        return page(request, "search.html", title="Messages", q=query, found=found, page_size=data.PAGE)
 
     @auth.login_required
     async def failed(request: Request) -> Response:

@@ -94,18 +94,35 @@ async def hourly(client: aioredis.Redis, by: str, start: datetime, end: datetime
     return Hourly(report, rates)
 
 
-async def search(client: aioredis.Redis, query: str) -> list[dict[str, Any]]:
-    """Messages found by logical id, a part's messageId, or client-ref (newest first)."""
+PAGE = 50
+
+
+@dataclass
+class Found:
+    """A page of the messages a search found, and how many it found in all."""
+
+    views: list[dict[str, Any]]
+    total: int
+    first: int  # the page's first message, counted from 0, newest first
+
+
+async def search(client: aioredis.Redis, query: str, first: int = 0) -> Found:
+    """Messages found by logical id, a part's messageId, or client-ref (newest first, PAGE at a time
+    from `first`)."""
     found = await arun(client, find_message(query))
     if found is not None:
-        return [found]
-    members = await client.zrevrange(keys.by_ref(query), 0, 49)
+        return Found([found], 1, 0)
+    index = keys.by_ref(query)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zcard(index)
+        pipe.zrevrange(index, first, first + PAGE - 1)
+        total, members = await pipe.execute()
     views = []
     for member in members:
         view = await arun(client, find_message(keys.indexed_id(member)))
         if view is not None and view["id"] not in {v["id"] for v in views}:
             views.append(view)
-    return views
+    return Found(views, total, first)
 
 
 @dataclass
