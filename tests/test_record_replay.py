@@ -158,3 +158,14 @@ def test_export_since_takes_a_relative_time_as_report_does(redis_url, r, tmp_pat
     assert len(out.read_text().splitlines()) == 2
     refused = dlrq(probe_env(redis_url), "export", "--since", "yesterday", check=False)
     assert refused.returncode == 2 and "relative as -1h" in refused.stderr
+
+
+def test_replay_to_a_host_sends_to_its_webhook_and_a_wrong_path_says_what_to_give(redis_url, r, ingest_server,
+                                                                                   settings):
+    sent = dlrq(probe_env(redis_url), "replay", "--to", ingest_server, str(FIXTURES / "receipts.jsonl"))
+    assert f"sending to {ingest_server}{PATH}" in sent.stderr
+    assert sent.stdout.strip().startswith("sent 15, accepted 15, refused 0")
+    wrong = dlrq(probe_env(redis_url), "replay", "--to", f"{ingest_server}/dlr", str(FIXTURES / "receipts.jsonl"),
+                 check=False)
+    assert wrong.returncode == 1
+    assert f"--to wants the ingest's webhook URL, as http://<host>:<port>{PATH}" in wrong.stderr, wrong.stderr

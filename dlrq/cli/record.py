@@ -80,8 +80,8 @@ def export(output: Path | None, since: str | None) -> None:
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--to", "url", default=None,
-              help="POST each receipt to this webhook URL instead of the queue (Messages API statuses "
-                   "to DLRQ_MESSAGE_STATUS_PATH on the same host).")
+              help="POST each receipt to this webhook URL instead of the queue (a URL without a path gets "
+                   "DLRQ_WEBHOOK_PATH; Messages API statuses go to DLRQ_MESSAGE_STATUS_PATH on the same host).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Receipts per second.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
               help="Requests in flight with --to.")
@@ -102,6 +102,9 @@ def replay(files: tuple[Path, ...], url: str | None, rate: float | None, concurr
     settings = load_settings()
     summary = Summary()
     lines = read_lines(files, summary)
+    if url and httpx.URL(url).path in ("", "/"):
+        url = str(httpx.URL(url).copy_with(path=settings.webhook_path))
+        click.echo(f"--to names a host, not the webhook: sending to {url}", err=True)
 
     async def run() -> Summary:
         with tqdm(unit=" receipts", unit_scale=True, file=sys.stderr) as bar:
@@ -121,6 +124,9 @@ def replay(files: tuple[Path, ...], url: str | None, rate: float | None, concurr
     except RedisError as exc:
         unreachable(settings, exc)
     report(summary)
+    if url and (summary.refused.get("not_found") or summary.refused.get("http_404")):
+        click.echo(f"{url} answered 404: --to wants the ingest's webhook URL, as "
+                   f"http://<host>:<port>{settings.webhook_path}", err=True)
     click.echo(summary.line())
     if not summary.ok:
         raise click.ClickException(summary.reason() or "")
