@@ -230,6 +230,8 @@ def probe_settings(redis_url, monkeypatch):
         monkeypatch.setenv(name, "tests.support.probe:record,vonage")
     monkeypatch.setenv("DLRQ_RETRY_CODES", "1360")  # so that a rejected SMS raises a retry, which vonage skips
     monkeypatch.setenv("DLRQ_RETRY_BACKOFF", "0")
+    monkeypatch.setenv("DLRQ_VONAGE_API_KEY", "test-key")  # the vonage handler needs them to start
+    monkeypatch.setenv("DLRQ_VONAGE_API_SECRET", "test-secret")
     monkeypatch.setenv("DLRQ_REDIS_URL", redis_url)
     get_settings.cache_clear()
     yield get_settings()
