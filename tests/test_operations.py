@@ -173,6 +173,8 @@ def test_dlrq_stats_shows_queues_rates_counters_and_messages(settings, r, redis_
     assert stats["rates"]["last minute"]["accepted"] > 0
     text = dlrq(env, "stats", timeout=60).stdout
     assert "messages by status (4): delivered 1, failed 1, pending 2" in text
+    rates = next(line for line in text.splitlines() if line.startswith("receipts/s:"))
+    assert "acknowledged by the ingest" in rates and "accepted" not in rates, "not the word of a receipt's status"
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "dlrq.example.com"])

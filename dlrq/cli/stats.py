@@ -27,6 +27,9 @@ from .common import load_settings, unreachable, where
 
 SPANS = {"last minute": 60, "last 15 minutes": 900}
 FIELDS = (keys.RATE_ACCEPTED, keys.RATE_NEW, keys.RATE_RESEND)
+# What each rate counts, in words: "accepted" is also a receipt's status, which these are not.
+WORDS = {keys.RATE_ACCEPTED: "acknowledged by the ingest", keys.RATE_NEW: "applied new",
+         keys.RATE_RESEND: "applied as resends"}
 SCAN_CHUNK = 500
 
 
@@ -94,7 +97,8 @@ def render(queues: dict[str, dict[str, Any]], rates: dict[str, dict[str, float]]
         lines.append(f"queue {name}: {q['waiting']:,} waiting (oldest {q['oldest_age']:.1f} s), "
                       f"{q['failed']:,} failed, {q['scheduled']:,} scheduled, {q['workers']} worker(s)")
     lines.append("receipts/s: " + "; ".join(
-        f"{span}: " + ", ".join(f"{field} {rate[field]:,.1f}" for field in FIELDS) for span, rate in rates.items()))
+        f"{span}: " + ", ".join(f"{WORDS[field]} {rate[field]:,.1f}" for field in FIELDS)
+        for span, rate in rates.items()))
     lines.append("since the counters began: " + (", ".join(f"{k} {v:,}" for k, v in sorted(counters.items()))
                                                    or "nothing yet"))
     if messages is not None:
