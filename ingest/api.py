@@ -67,6 +67,7 @@ def create_api(settings: Settings | None = None) -> Starlette:
             now = datetime.now(timezone.utc)
             start, end = analytics.span(query.get("since"), query.get("until"), now, settings.analytics_retention)
             found = await arun(request.app.state.redis, read_analytics(by, start, end, now))
+            found["currency"] = settings.currency
         except ValueError as exc:
             return error(400, "malformed_field", str(exc))
         except RedisError:

@@ -52,7 +52,8 @@ def _seconds(value: float | None) -> str:
 
 def as_table(found: dict[str, Any]) -> str:
     """For a person: rates as percentages, times in seconds or minutes, the commonest err-codes."""
-    header = (found["by"].replace("_", "-"), "final", "delivered", "rate", "failed+", "cost", "top err-codes",
+    header = (found["by"].replace("_", "-"), "final", "delivered", "rate", "failed+", f"cost {found['currency']}",
+              "top err-codes",
               "submitted", "DLR ratio", "p50", "p90")
     lines = [header]
     for row in [*found["rows"], {**found["total"], "key": "total"}]:
@@ -93,6 +94,7 @@ def report(by: str, since: str | None, until: str | None, form: str) -> None:
     try:
         with connect.client(settings) as client:
             found = run(client, read_analytics(BY[by], start, end, now))
+        found["currency"] = settings.currency
     except RedisError as exc:
         unreachable(settings, exc)
     if form == "json":

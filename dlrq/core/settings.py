@@ -114,6 +114,8 @@ class Settings(BaseSettings):
                                     "`(other)`")
     analytics_max_networks: int = Field(1000, ge=1, description="network codes counted by name in an hour (and in "
                                         "the Prometheus series); the rest as `(other)`")
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$", description="the ISO 4217 code of the account's prices "
+                          "(Vonage prices in the account's currency), shown beside every cost")
     analytics_max_err_codes: int = Field(100, ge=1, description="err-codes counted by name in an hour; the rest as "
                                          "`(other)`")
     metrics_network_label: bool = Field(False, description="a `network` label on the outcome and time-to-receipt "

@@ -138,7 +138,7 @@ def console_app(settings: Settings, access: Access, app_state: State) -> Starlet
         except RedisError as exc:
             return unavailable(request, exc)
         return page(request, "networks.html", title=DIMENSIONS[by], by=by, dimensions=DIMENSIONS,
-                    report=found.report, rates=found.rates)
+                    report=found.report, rates=found.rates, currency=settings.currency)
 
     @auth.login_required
     async def messages(request: Request) -> Response:
