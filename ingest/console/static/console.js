@@ -21,10 +21,14 @@ function dlrqChart(element, series) {
   const css = getComputedStyle(document.documentElement);
   const line = (label, colour) => ({label, stroke: css.getPropertyValue(colour).trim(), width: 2,
                                     value: (u, v) => v === null ? "–" : v.toFixed(2) + "/s"});
+  // UTC, on a 24-hour clock, as every table of the console.
+  const utc = t => new Date(t * 1000).toISOString();
   const options = {
     width: Math.max(280, element.clientWidth), height: 220,
-    series: [{}, line("accepted", "--accepted"), line("new", "--new"), line("resent", "--resend")],
-    axes: [{}, {label: "receipts/s", size: 60}],
+    series: [{label: "UTC", value: (u, t) => t == null ? "–" : utc(t).slice(0, 19).replace("T", " ")},
+             line("acknowledged", "--accepted"), line("applied new", "--new"), line("resends", "--resend")],
+    axes: [{values: (u, splits) => splits.map(t => utc(t).slice(11, 16)), label: "UTC"},
+           {label: "receipts/s", size: 60}],
     scales: {y: {range: (u, min, max) => [0, Math.max(1, max)]}},
   };
   const chart = new uPlot(options, dlrqColumns(series), element);
