@@ -78,10 +78,10 @@ def message_events(
 
 def superseded(kind: str, attempt: int | None, view: Mapping[str, Any] | None) -> bool:
     """A message's retry or alert made moot since it was raised: a later attempt was registered, or
-    the message is no longer failed (a late delivered receipt). Its handlers are then not called."""
+    the message was delivered after all (a late receipt). Its handlers are then not called."""
     if kind not in OF_AN_ATTEMPT or view is None:
         return False
-    return view["status"] != "failed" or (attempt is not None and view["attempts"] > attempt)
+    return view["status"] == "delivered" or (attempt is not None and view["attempts"] > attempt)
 
 
 def receipt_missing(message_id: str, attempt: int, part_id: str, deadline: str) -> Event:
