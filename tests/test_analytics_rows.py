@@ -65,3 +65,31 @@ def test_costs_say_their_currency_in_the_api_the_report_and_the_console(redis_ur
         assert "cost GBP" in CliRunner().invoke(cli, ["report"]).output
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("code", "operator", "country"), [
+    ("23410", "O2 UK Ltd.", "GB"), ("310260", "T-Mobile USA", "US"), ("26201", "Telekom Deutschland GmbH", "DE"),
+    ("20801", "Orange France", "FR"), ("99999", None, None),
+])
+def test_a_networks_row_says_who_runs_it_in_the_api_the_report_and_the_console(redis_url, r, monkeypatch, code,
+                                                                                 operator, country):
+    settings = Settings(redis_url=redis_url, api_token="console-token-0123456789")
+    apply(r, [Receipt(receipt(f"NET{code}", "delivered", 5, **{"network-code": code}), utc_now_iso())], settings)
+    with TestClient(create_api(settings)) as api:
+        auth = {"Authorization": "Bearer console-token-0123456789"}
+        answer = api.get("/analytics", params={"by": "network"}, headers=auth)
+        assert answer.status_code == 200, answer.text
+        row = answer.json()["rows"][0]
+        login = api.get("/console/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+        api.post("/console/login", data={"csrf": csrf, "token": "console-token-0123456789"})
+        page = api.get("/console/networks").text
+    assert (row["key"], row["operator"], row["country"]) == (code, operator, country)
+    if operator:
+        assert f"{operator} ({country})" in page
+        monkeypatch.setenv("DLRQ_REDIS_URL", redis_url)
+        get_settings.cache_clear()
+        try:
+            assert f"{code} {operator}" in CliRunner().invoke(cli, ["report"]).output
+        finally:
+            get_settings.cache_clear()

@@ -18,8 +18,8 @@ from dlrq.core.store import read_analytics
 from .common import load_settings, unreachable
 
 BY = {"network": "network", "country": "country", "client-ref": "client_ref", "err-code": "err_code"}
-COLUMNS = ("key", "final", "delivered", "expired", "failed", "rejected", "unknown", "delivery_rate", "cost",
-           "err_codes", "submitted", "dlr_ratio", "p50_s", "p90_s", "p99_s")
+COLUMNS = ("key", "operator", "country", "final", "delivered", "expired", "failed", "rejected", "unknown",
+           "delivery_rate", "cost", "err_codes", "submitted", "dlr_ratio", "p50_s", "p90_s", "p99_s")
 
 
 def flat(row: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +59,9 @@ def as_table(found: dict[str, Any]) -> str:
     for row in [*found["rows"], {**found["total"], "key": "total"}]:
         latency = row.get("latency_s") or {}
         errors = sorted(row["err_codes"].items(), key=lambda item: -item[1])[:3]
+        named = f"{row['key']} {row['operator']}" if row.get("operator") else str(row["key"])
         lines.append((
-            str(row["key"]), f"{row['final']:,}", f"{row['delivered']:,}", _percent(row["delivery_rate"]),
+            named, f"{row['final']:,}", f"{row['delivered']:,}", _percent(row["delivery_rate"]),
             f"{row['expired'] + row['failed'] + row['rejected']:,}", row["cost"],
             ", ".join(f"{code}×{n}" for code, n in errors) or "–", f"{row['submitted']:,}",
             _percent(row["dlr_ratio"]), _seconds(latency.get("p50")), _seconds(latency.get("p90")),

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from . import keys, times
+from . import keys, networks, times
 from .country import UNKNOWN_COUNTRY, country
 from .registration import PartSend, Send
 from .settings import Settings
@@ -215,9 +215,16 @@ def report(by: str, start: datetime, end: datetime, rows: Mapping[str, Tally], n
         "by": by,
         "since": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "until": (min(end, now) if now else end).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "rows": [tally_.row(key) for key, tally_ in ordered],
+        "rows": [_named(by, tally_.row(key)) for key, tally_ in ordered],
         "total": total.row(),
     }
+
+
+def _named(by: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A network's row says who runs it (operator, country), from its MCC-MNC."""
+    if by == "network":
+        row["operator"], row["country"] = networks.network(row["key"])
+    return row
 
 
 def percentiles(counts: list[int]) -> dict[str, float] | None:
