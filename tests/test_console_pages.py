@@ -65,3 +65,22 @@ def test_a_client_ref_search_says_the_true_total_and_pages_through_every_message
             older = re.search(r'rel="next" href="([^"]+)"', page)
             path = "/console/messages" + older.group(1).replace("&amp;", "&") if older else None
     assert seen == [f"BF{i:03d}" for i in reversed(range(120))], "every message once, newest first"
+
+
+def test_failed_work_links_to_the_messages_it_was_about_and_the_overview_to_failed_work(redis_url, r):
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from workers.worker import build_worker
+
+    settings = Settings(redis_url=redis_url, api_token="console-token-0123456789")
+    queue = Queue(settings.handler_queue, connection=r, serializer=JSONSerializer)
+    queue.enqueue("workers.handlers.deliver", {"id": "permanent_failure:LINK1:1", "kind": "permanent_failure",
+                                               "message": "LINK1"}, "tests.support.probe.explode", job_id="boom")
+    build_worker(settings).work(burst=True, logging_level="WARNING")
+    with TestClient(create_api(settings)) as api:
+        _signed_in(api, settings.api_token.get_secret_value())
+        failed = api.get("/console/failed").text
+        overview = api.get("/console/").text
+    assert 'href="/console/messages?q=LINK1">LINK1</a>' in failed, failed
+    assert re.search(r'data-field="failed"><a href="/console/failed">1</a>', overview), overview

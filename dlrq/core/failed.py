@@ -16,6 +16,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from . import keys
+
 
 @dataclass(frozen=True)
 class FailedJob:
@@ -24,6 +26,25 @@ class FailedJob:
     description: str
     reason: str
     failed_at: datetime | None
+    messages: tuple[str, ...] = ()  # what it was about: an event's message, a batch's first receipts
+
+
+SHOWN_MESSAGES = 5
+
+
+def messages_of(job: Job) -> tuple[str, ...]:
+    """The messages a failed job was about, as far as its arguments say (a job's data may be anything)."""
+    try:
+        first = job.args[0] if job.args else None
+        if job.func_name == keys.DELIVER_JOB and isinstance(first, dict):
+            found = [first.get("message") or first.get("part")]
+        elif job.func_name == keys.BATCH_JOB and isinstance(first, list):
+            found = [r.get("params", {}).get("messageId") for r in first[:SHOWN_MESSAGES] if isinstance(r, dict)]
+        else:
+            found = []
+    except Exception:  # noqa: BLE001 - unreadable arguments name no message
+        return ()
+    return tuple(m for m in found if isinstance(m, str) and m)
 
 
 def registries(connection: redis.Redis, queue_names: Iterable[str]) -> list[FailedJobRegistry]:
@@ -50,7 +71,8 @@ def list_failed(connection: redis.Redis, queue_names: Iterable[str], limit: int 
                 job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
             except NoSuchJobError:
                 continue
-            found.append(FailedJob(registry.name, job_id, job.description or "", reason(job) or "?", job.ended_at))
+            found.append(FailedJob(registry.name, job_id, job.description or "", reason(job) or "?", job.ended_at,
+                                   messages_of(job)))
     found.sort(key=lambda j: j.failed_at.timestamp() if j.failed_at else 0.0, reverse=True)
     return found[:limit] if limit is not None else found
 

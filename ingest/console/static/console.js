@@ -57,7 +57,13 @@ function dlrqRefresh(state, charts) {
     if (!row) continue;
     for (const cell of row.querySelectorAll("[data-field]")) {
       const field = cell.dataset.field;
-      cell.textContent = dlrqFormat(field === "oldest_age" ? "seconds" : "number", queue[field]);
+      const text = dlrqFormat(field === "oldest_age" ? "seconds" : "number", queue[field]);
+      if (field === "failed" && queue[field] > 0) {
+        const link = document.createElement("a");
+        link.href = "failed";
+        link.textContent = text;
+        cell.replaceChildren(link);
+      } else cell.textContent = text;
     }
   }
   for (const cell of document.querySelectorAll("#today [data-field]")) {
