@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -29,6 +30,7 @@ def test_show_lists_a_scheduled_retry_and_masks_the_number_unless_asked(redis_ur
     shown = json.loads(dlrq(dlrq_env(redis_url), "show", "SHOW1").stdout)
     assert shown["to"] == "**********00", "masked as in the console and the logs"
     assert [(e["id"], e["kind"]) for e in shown["events"]] == [("retry:SHOW1:1", "retry")]
+    assert shown["events"][0]["raised_at"].startswith(time.strftime("%Y-%m-%dT", time.gmtime())), "when, as the console"
     assert [c["status"] for c in shown["events"][0]["calls"]] == ["scheduled"]
     whole = json.loads(dlrq(dlrq_env(redis_url), "show", "SHOW1", "--numbers").stdout)
     assert whole["to"] == "447700900000"

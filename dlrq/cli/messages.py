@@ -58,7 +58,8 @@ def show(message_id: str, numbers: bool) -> None:
         unreachable(settings, exc)
     if found is None:
         raise click.ClickException(f"no message {message_id} on {where(settings)}")
-    shown = {**found.view, "events": [{"id": e["id"], "kind": e["kind"], "calls": e["calls"]} for e in found.events]}
+    events = [{k: e[k] for k in ("id", "kind", "raised_at", "calls")} for e in found.events]
+    shown = {**found.view, "events": events}
     click.echo(json.dumps(shown if numbers or settings.log_phone_numbers else _masked(shown), indent=2, default=str))
 
 

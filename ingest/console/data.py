@@ -144,9 +144,15 @@ async def story(client: aioredis.Redis, sync: redis.Redis, settings: Settings, m
     parts = [render_part(i, n, docs.get(i)) for n, i in enumerate(part_ids)]
     candidates = _event_ids(view, part_ids)
     guards = await client.mget([keys.event(e) for e in candidates]) if candidates else []
-    raised = [e for e, guard in zip(candidates, guards) if guard is not None]
-    raised += [a["id"] for a in view["alerts"] if a["id"] not in raised]
-    events = await run_in_threadpool(_deliveries, sync, settings, raised, {a["id"]: a for a in view["alerts"]}, view)
+    alerts = {a["id"]: a for a in view["alerts"]}
+    # When each was raised: its guard says (dlrq 0.1-0.2 wrote '1' there), or its alert.
+    raised = {e: guard.decode() for e, guard in zip(candidates, guards) if guard is not None}
+    raised |= {a: alert.get("raised_at", "") for a, alert in alerts.items() if a not in raised}
+    raised = {e: at if at != "1" else alerts.get(e, {}).get("raised_at", "") for e, at in raised.items()}
+    in_order = sorted(raised, key=lambda e: raised[e])
+    events = await run_in_threadpool(_deliveries, sync, settings, in_order, alerts, view)
+    for event in events:
+        event["raised_at"] = raised[event["id"]] or None
     return Story(view, attempts, parts, events)
 
 

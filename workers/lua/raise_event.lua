@@ -1,5 +1,6 @@
 -- Raise an event once: record it, and enqueue its handler calls, atomically.
--- KEYS[1]: the event's guard (SET NX; its TTL is how long the same event stays recognised).
+-- KEYS[1]: the event's guard (SET NX; its TTL is how long the same event stays recognised), which
+-- holds when it was raised (the event's raised_at; '1' in what dlrq 0.1-0.2 wrote).
 -- KEYS[2]: the list of the latest alerts (the console's). KEYS[3], optional: the message record
 -- that keeps the event among its alerts.
 -- ARGV[1]: event JSON, ARGV[2]: guard TTL in seconds, ARGV[3]: the records' layout (JSON, see
@@ -7,7 +8,7 @@
 -- ARGV[6]: the event's id, ARGV[7...]: the commands RQ recorded for the handler calls, each as its
 -- length then its arguments.
 -- Returns 1 if the event was new, 0 if it had been raised already (nothing is written then).
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+if not redis.call('SET', KEYS[1], cjson.decode(ARGV[1]).raised_at, 'NX', 'EX', ARGV[2]) then
   return 0
 end
 if ARGV[4] == '1' then
