@@ -9,10 +9,13 @@ from starlette.testclient import TestClient
 
 from dlrq.core.calls import run
 from dlrq.core.events import Event
+from dlrq.core.receipt import Receipt, utc_now_iso
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
 from dlrq.core.store import register
 from ingest.api import create_api
+from tests.support.receipts import receipt
+from workers.batch import apply
 from workers.dispatch import Dispatcher
 
 
@@ -84,3 +87,26 @@ def test_failed_work_links_to_the_messages_it_was_about_and_the_overview_to_fail
         overview = api.get("/console/").text
     assert 'href="/console/messages?q=LINK1">LINK1</a>' in failed, failed
     assert re.search(r'data-field="failed"><a href="/console/failed">1</a>', overview), overview
+
+
+def test_the_networks_page_puts_the_worst_first_marks_it_and_takes_a_span(redis_url, r):
+    settings = Settings(redis_url=redis_url, api_token="console-token-0123456789")
+    receipts = []
+    for network, failures in (("23410", 1), ("26201", 12), ("20801", 3)):
+        for i in range(20):
+            status, code = ("failed", "6") if i < failures else ("delivered", "0")
+            receipts.append(Receipt(receipt(f"N{network}-{i}", status, 5, code, **{"network-code": network}),
+                                    utc_now_iso()))
+    apply(r, receipts, settings)
+    with TestClient(create_api(settings)) as api:
+        _signed_in(api, settings.api_token.get_secret_value())
+        page = api.get("/console/networks").text
+        hour = api.get("/console/networks", params={"span": "1h"}).text
+        week = api.get("/console/networks", params={"span": "7d"}).text
+    rows = re.findall(r'<th scope="row" data-value="(\d+)">', page)
+    assert rows == ["26201", "20801", "23410"], "worst delivery rate first"
+    flagged = re.findall(r'<tr class="worse">\s*<th scope="row" data-value="(\d+)">', page)
+    assert flagged == ["26201"], "40% against 73% overall is marked; 85% is not"
+    assert re.search(r'data-value="12">12</td>', page), "the failed column"
+    assert 'aria-current="page">Last hour' in hour and 'aria-current="page">Last 7 days' in week
+    assert re.findall(r'<th scope="row" data-value="(\d+)">', week) == rows

@@ -132,13 +132,16 @@ def console_app(settings: Settings, access: Access, app_state: State) -> Starlet
     async def networks(request: Request) -> Response:
         by = request.query_params.get("by", "network")
         by = by if by in DIMENSIONS else "network"
+        span = request.query_params.get("span", "24h")
+        span = span if span in data.SPANS else "24h"
         end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         try:
-            found = await data.hourly(app_state.redis, by, end - timedelta(hours=24), end)
+            found = await data.hourly(app_state.redis, by, end - data.SPANS[span], end)
         except RedisError as exc:
             return unavailable(request, exc)
-        return page(request, "networks.html", title=DIMENSIONS[by], by=by, dimensions=DIMENSIONS,
-                    report=found.report, rates=found.rates, currency=settings.currency)
+        return page(request, "networks.html", title=DIMENSIONS[by], by=by, dimensions=DIMENSIONS, span=span,
+                    spans=data.SPANS, report=found.report, rates=found.rates, currency=settings.currency,
+                    worse=data.worse_than_the_rest(found.report))
 
     @auth.login_required
     async def messages(request: Request) -> Response:

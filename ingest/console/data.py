@@ -77,6 +77,21 @@ class Hourly:
     rates: dict[str, list[float | None]]
 
 
+# The spans the networks page shows, each in whole hours ending with the current one.
+SPANS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+# A row is flagged when its delivery rate is this far below the total's, over at least WORSE_FROM parts.
+WORSE_BY, WORSE_FROM = 0.10, 10
+
+
+def worse_than_the_rest(report: dict[str, Any]) -> set[str]:
+    """The rows whose delivery rate is well below everyone's: what someone on call looks at first."""
+    overall = report["total"]["delivery_rate"]
+    if overall is None:
+        return set()
+    return {row["key"] for row in report["rows"] if row["final"] >= WORSE_FROM
+            and row["delivery_rate"] is not None and row["delivery_rate"] <= overall - WORSE_BY}
+
+
 async def hourly(client: aioredis.Redis, by: str, start: datetime, end: datetime) -> Hourly:
     hours = analytics.hours(start, end)
     async with client.pipeline(transaction=False) as pipe:
@@ -84,6 +99,8 @@ async def hourly(client: aioredis.Redis, by: str, start: datetime, end: datetime
             pipe.hgetall(keys.analytics(by, hour))
         buckets = await pipe.execute()
     report = analytics.report(by, start, end, analytics.tally(buckets))
+    # Worst first: the lowest delivery rate, rows without outcomes last.
+    report["rows"].sort(key=lambda row: (row["delivery_rate"] is None, row["delivery_rate"] or 0, -row["final"]))
     rates: dict[str, list[float | None]] = {row["key"]: [] for row in report["rows"]}
     for bucket in buckets:
         rows = analytics.tally([bucket])
