@@ -159,7 +159,14 @@ def test_console_shows_delivery_finds_messages_and_requeues_failed_work(stack, b
     by_rate.click()  # the worst first
     expect(rows.first).to_contain_text("20801")
     expect(page.locator("th", has=by_rate)).to_have_attribute("aria-sort", "ascending")
+    expect(page.locator("#analytics tbody tr", has_text="23410")).to_contain_text("O2 UK Ltd. (GB)")
+    expect(rejected).to_contain_text("Orange France (FR)")
     page.screenshot(path=shots / "networks.png", full_page=True)
+    page.get_by_role("link", name="Last 7 days").click()
+    expect(page.get_by_role("link", name="Last 7 days")).to_have_attribute("aria-current", "page")
+    expect(rows).to_have_count(2)
+    page.get_by_role("link", name="Last hour").click()
+    expect(page.get_by_role("link", name="Last hour")).to_have_attribute("aria-current", "page")
 
     # A message found by its second part's id: its timeline shows every receipt, the deciding ones marked.
     page.get_by_role("link", name="Messages").click()
@@ -198,6 +205,12 @@ def test_console_shows_delivery_finds_messages_and_requeues_failed_work(stack, b
     expect(row).to_have_count(1)
     expect(row).to_contain_text("HTTPStatusError: Server error '500 Internal Server Error'")
     page.screenshot(path=shots / "failed.png", full_page=True)
+    row.get_by_role("link", name=spam).click()  # the message it was about
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Message {spam}")
+    expect(page.locator("ol.timeline")).to_contain_text("permanent_failure raised")
+    page.get_by_role("link", name="Overview").click()
+    page.locator('#queues [data-field="failed"] a').first.click()  # the failed count leads to failed work
+    expect(page.get_by_role("heading", level=1)).to_have_text("Failed work")
     hook.mode = "ok"
     row.get_by_role("button", name="Requeue").click()
     expect(page.get_by_role("status")).to_have_text("Requeued 1 job(s).")
