@@ -112,21 +112,31 @@ def test_handler_calls_are_retried_at_the_configured_steps(r, redis_url):
         Settings(handler_retry_backoff="5,soon")
 
 
-def test_a_retry_made_moot_by_a_later_attempt_is_not_called_and_shows_as_superseded(r, redis_url):
+def test_a_retry_or_alert_made_moot_is_not_called_and_shows_as_superseded(r, redis_url):
+    """MOOT1 was resent and delivered meanwhile, ALERT1 resent: their retry and alert are moot.
+    RESENT1 was resent by its own retry's first handler (a vonage call, already made): the retry's
+    other handlers are still called. STILL1 is still failed: called."""
     from tests.support.probe import CALLS
     from workers.worker import build_worker
 
     handler = "tests.support.probe.record"
-    settings = Settings(redis_url=redis_url, retry_handlers=handler)
-    for message in ("MOOT1", "STILL1"):
+    settings = Settings(redis_url=redis_url, retry_handlers=f"log,{handler}", alert_handlers=handler)
+    for message, kind in (("MOOT1", "retry"), ("RESENT1", "retry"), ("ALERT1", "permanent_failure"),
+                          ("STILL1", "retry")):
         run(r, register(parse_send(send([message])), settings))
         apply(r, [Receipt(receipt(message, "failed", 5, "1"), utc_now_iso())], settings)
-        event = Event(f"retry:{message}:1", "retry", {"message": message, "attempt": 1})
-        assert Dispatcher(r, settings).raise_event(event)
-    run(r, register(parse_send(send(["MOOT2"], retry_of="MOOT1")), settings))  # resent meanwhile
+        assert Dispatcher(r, settings).raise_event(Event(f"{kind}:{message}:1", kind, {"message": message,
+                                                                                       "attempt": 1}))
+        if message != "STILL1":
+            run(r, register(parse_send(send([message.replace("1", "2")], retry_of=message)), settings))
+    apply(r, [Receipt(receipt("MOOT2", "delivered", 5), utc_now_iso())], settings)
+    r.set(keys.delivered(handler_job_id("retry:RESENT1:1", "log")), "1")  # its first handler was called
     build_worker(settings).work(burst=True, logging_level="WARNING")
-    assert [json.loads(call)["id"] for call in r.lrange(CALLS, 0, -1)] == ["retry:STILL1:1"]
-    assert r.hget(keys.COUNTERS, keys.count_handler(handler, "superseded")) == b"1"
-    shown = json.loads(dlrq(dlrq_env(redis_url, DLRQ_RETRY_HANDLERS=handler), "show", "MOOT1").stdout)
-    calls = {e["id"]: [c["status"] for c in e["calls"]] for e in shown["events"]}
-    assert calls["retry:MOOT1:1"] == ["superseded"]
+    assert sorted(json.loads(call)["id"] for call in r.lrange(CALLS, 0, -1)) == ["retry:RESENT1:1", "retry:STILL1:1"]
+    assert r.hget(keys.COUNTERS, keys.count_handler(handler, "superseded")) == b"2"
+    env = dlrq_env(redis_url, DLRQ_RETRY_HANDLERS=f"log,{handler}", DLRQ_ALERT_HANDLERS=handler)
+    for message, event, statuses in (("MOOT1", "retry:MOOT1:1", ["superseded", "superseded"]),
+                                     ("ALERT1", "permanent_failure:ALERT1:1", ["superseded"])):
+        shown = json.loads(dlrq(env, "show", message).stdout)
+        calls = {e["id"]: [c["status"] for c in e["calls"]] for e in shown["events"]}
+        assert calls[event] == statuses, shown["events"]

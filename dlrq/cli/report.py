@@ -18,14 +18,18 @@ from dlrq.core.store import read_analytics
 from .common import load_settings, unreachable
 
 BY = {"network": "network", "country": "country", "client-ref": "client_ref", "err-code": "err_code"}
-COLUMNS = ("key", "operator", "country", "final", "delivered", "expired", "failed", "rejected", "unknown",
-           "delivery_rate", "cost", "err_codes", "submitted", "dlr_ratio", "p50_s", "p90_s", "p99_s")
+COLUMNS = ("key", "final", "delivered", "expired", "failed", "rejected", "unknown", "delivery_rate", "cost",
+           "err_codes", "submitted", "dlr_ratio", "p50_s", "p90_s", "p99_s")
 
 
-def flat(row: dict[str, Any]) -> dict[str, Any]:
+# A network's row also says who runs it, after its key.
+NETWORK_COLUMNS = ("key", "operator", "country", *COLUMNS[1:])
+
+
+def flat(row: dict[str, Any], columns: tuple[str, ...] = COLUMNS) -> dict[str, Any]:
     """A row with its nested figures as columns (CSV, the table)."""
     latency = row.get("latency_s") or {}
-    out = {column: row.get(column) for column in COLUMNS if column not in ("p50_s", "p90_s", "p99_s")}
+    out = {column: row.get(column) for column in columns if column not in ("p50_s", "p90_s", "p99_s")}
     out["err_codes"] = " ".join(f"{code}:{n}" for code, n in row["err_codes"].items())
     out.update({f"{p}_s": latency.get(p) for p in ("p50", "p90", "p99")})
     return out
@@ -33,10 +37,11 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
 
 def as_csv(found: dict[str, Any]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    columns = NETWORK_COLUMNS if found["by"] == "network" else COLUMNS
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in [*found["rows"], {**found["total"], "key": "(total)"}]:
-        writer.writerow({k: "" if v is None else v for k, v in flat(row).items()})
+        writer.writerow({k: "" if v is None else v for k, v in flat(row, columns).items()})
     return buffer.getvalue()
 
 

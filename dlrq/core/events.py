@@ -78,7 +78,8 @@ def message_events(
 
 def superseded(kind: str, attempt: int | None, view: Mapping[str, Any] | None) -> bool:
     """A message's retry or alert made moot since it was raised: a later attempt was registered, or
-    the message was delivered after all (a late receipt). Its handlers are then not called."""
+    the message was delivered after all (a late receipt). Decided by the event's first handler call:
+    once one handler was called, the others are too (the `vonage` retry registers the next attempt)."""
     if kind not in OF_AN_ATTEMPT or view is None:
         return False
     return view["status"] == "delivered" or (attempt is not None and view["attempts"] > attempt)
