@@ -314,7 +314,8 @@ async def _flood(base: str, acknowledged: list[str], readiness: list[str], secon
             while time.monotonic() < deadline:
                 message_id = f"FLOOD{n:02d}-{i:06d}"
                 # Random, so that neither the compact part record nor the compressed record shrinks it.
-                params = receipt(message_id, "delivered", 5, **{"x-padding": base64.b64encode(os.urandom(1500)).decode()})
+                padding = {f"x-pad-{n}": base64.b64encode(os.urandom(450)).decode() for n in range(3)}
+                params = receipt(message_id, "delivered", 5, **padding)
                 async with session.post(PATH, json=params) as answer:
                     answers[answer.status] = answers.get(answer.status, 0) + 1
                     if answer.status == 204:
