@@ -109,4 +109,6 @@ def test_the_networks_page_puts_the_worst_first_marks_it_and_takes_a_span(redis_
     assert flagged == ["26201"], "40% against 73% overall is marked; 85% is not"
     assert re.search(r'data-value="12">12</td>', page), "the failed column"
     assert 'aria-current="page">Last hour' in hour and 'aria-current="page">Last 7 days' in week
+    until = re.search(r"UTC to (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", page).group(1)
+    assert until <= time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "never a time still to come"
     assert re.findall(r'<th scope="row" data-value="(\d+)">', week) == rows

@@ -98,7 +98,7 @@ async def hourly(client: aioredis.Redis, by: str, start: datetime, end: datetime
         for hour in hours:
             pipe.hgetall(keys.analytics(by, hour))
         buckets = await pipe.execute()
-    report = analytics.report(by, start, end, analytics.tally(buckets))
+    report = analytics.report(by, start, end, analytics.tally(buckets), datetime.now(timezone.utc))
     # Worst first: the lowest delivery rate, rows without outcomes last.
     report["rows"].sort(key=lambda row: (row["delivery_rate"] is None, row["delivery_rate"] or 0, -row["final"]))
     rates: dict[str, list[float | None]] = {row["key"]: [] for row in report["rows"]}
