@@ -118,7 +118,7 @@ function dlrqOverview(url, hourSeries) {
       const state = await answer.json();
       if (!answer.ok) throw new Error(state.detail || answer.statusText);
       dlrqRefresh(state, charts);
-      dlrqText("updated", "updated " + new Date().toLocaleTimeString());
+      dlrqText("updated", "updated " + new Date().toISOString().slice(11, 19) + " UTC");
     } catch (problem) {
       dlrqText("updated", "could not refresh: " + problem.message);
     }
