@@ -26,7 +26,7 @@ from dlrq.core import keys
 from dlrq.core.calls import run
 from dlrq.core.connect import is_transient
 from dlrq.core.events import OF_AN_ATTEMPT, RETRY, superseded
-from dlrq.core.jobs import handler_job_id
+from dlrq.core.jobs import called_by_another
 from dlrq.core.receipt import MESSAGES
 from dlrq.core.registration import parse_send
 from dlrq.core.settings import Settings
@@ -56,27 +56,19 @@ def deliver(event: dict[str, Any], handler: str) -> None:
     connection, marker = job.connection, keys.delivered(job.id)
     if connection.exists(marker):
         return
-    if (event["kind"] in OF_AN_ATTEMPT and not _others_called(connection, event, handler)
+    settings = current.settings()
+    handlers = settings.retry_handlers if event["kind"] == RETRY else settings.alert_handlers
+    if (event["kind"] in OF_AN_ATTEMPT and not called_by_another(connection, event["id"], handlers, handler)
             and superseded(event["kind"], event.get("attempt"), run(connection, find_message(event["message"])))):
         log.info("%s: not called, superseded (the message was retried or delivered since)", event["id"])
-        mark_delivered(connection, marker, keys.count_handler(handler, "superseded"), current.settings(),
-                       keys.SUPERSEDED)
+        mark_delivered(connection, marker, keys.count_handler(handler, "superseded"), settings, keys.SUPERSEDED)
         return
     try:
         resolve(handler)(event)
     except Exception:
         connection.hincrby(keys.COUNTERS, keys.count_handler(handler, "error"), 1)
         raise
-    mark_delivered(connection, marker, keys.count_handler(handler, "ok"), current.settings())
-
-
-def _others_called(connection: redis.Redis, event: dict[str, Any], handler: str) -> bool:
-    """Whether another handler of the event was called for it already: then this one is called too."""
-    settings = current.settings()
-    handlers = settings.retry_handlers if event["kind"] == RETRY else settings.alert_handlers
-    markers = [keys.delivered(handler_job_id(event["id"], h)) for h in handlers if h != handler]
-    return any(m is not None and not m.startswith(keys.SUPERSEDED.encode()) for m in connection.mget(markers)) \
-        if markers else False
+    mark_delivered(connection, marker, keys.count_handler(handler, "ok"), settings)
 
 
 def mark_delivered(connection: redis.Redis, marker: str, counter: str, settings: Settings, how: str = "") -> None:

@@ -21,6 +21,8 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
+from . import keys
+
 Command = tuple[object, ...]
 # How long a job that ran out of retries waits in the failed registry (`dlrq failed`).
 FAILURE_TTL = 30 * 86_400
@@ -61,6 +63,14 @@ def handler_job_id(event_id: str, handler: str) -> str:
     second call), and within RQ's job-id alphabet whatever the message ids hold."""
     digest = hashlib.sha256(f"{event_id}\n{handler}".encode()).hexdigest()[:32]
     return f"dlrq-{event_id.partition(':')[0]}-{digest}"
+
+
+def called_by_another(connection: redis.Redis, event_id: str, handlers: Iterable[str], handler: str) -> bool:
+    """Whether another of the event's handlers was called for it already (a marker that says it was
+    made, not superseded): then this one is called too, whatever became of the message since."""
+    markers = [keys.delivered(handler_job_id(event_id, h)) for h in handlers if h != handler]
+    moot = keys.SUPERSEDED.encode()
+    return bool(markers) and any(m is not None and not m.startswith(moot) for m in connection.mget(markers))
 
 
 def flatten(commands: Iterable[Command]) -> list[object]:

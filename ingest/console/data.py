@@ -22,7 +22,7 @@ from dlrq.core.correlate import render_part
 from dlrq.core.deployment import Deployment, read_deployment
 from dlrq.core.errcodes import meaning
 from dlrq.core.events import PERMANENT_FAILURE, RECEIPT_MISSING, RETRIES_EXHAUSTED, RETRY, superseded
-from dlrq.core.jobs import QueueKeys, handler_job_id
+from dlrq.core.jobs import QueueKeys, called_by_another, handler_job_id
 from dlrq.core.settings import Settings
 from dlrq.core.store import find_message, read_analytics, read_message, read_parts
 
@@ -204,7 +204,8 @@ def _deliveries(sync: redis.Redis, settings: Settings, event_ids: list[str],
                 continue
             status = job.get_status(refresh=False)
             waiting = status in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED)
-            if waiting and superseded(kind, _attempt(event_id), view):
+            if waiting and not called_by_another(sync, event_id, handlers, handler) \
+                    and superseded(kind, _attempt(event_id), view):
                 calls.append({"handler": handler, "status": "superseded", "at": None, "job_id": job.id,
                               "reason": "will not be called: the message was retried or delivered since"})
                 continue
